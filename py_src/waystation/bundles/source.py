@@ -1,0 +1,91 @@
+"""A bundle source folder under models/: `bundle.toml`, a recipe, a workflow script.
+
+    name = "digits"
+    version = "1.0.0"
+    workflow = "workflow.py"
+    recipe = "recipe.py"          # build(out_dir, progress) -> {name: path} of what it made
+    files = ["samples.json"]      # extra files: made by the recipe, or copied from the folder
+
+    [models.classifier]
+    file = "classifier.onnx"      # made by the recipe
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from ..device.errors import BundleError
+
+__all__ = ["BundleSource"]
+
+
+@dataclass(frozen=True)
+class BundleSource:
+    root: Path
+    name: str
+    version: str
+    description: str
+    workflow: str
+    recipe: str | None
+    files: list[str]
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, root: str | Path) -> BundleSource:
+        root = Path(root).resolve()
+        config_path = root / "bundle.toml"
+        try:
+            config = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise BundleError(f"{root} is not a bundle source: it has no bundle.toml") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise BundleError(f"{config_path}: {exc}") from None
+        for key in ("name", "version", "workflow"):
+            if not isinstance(config.get(key), str):
+                raise BundleError(f"{config_path}: {key!r} must be a string")
+        return cls(
+            root=root,
+            name=config["name"],
+            version=config["version"],
+            description=config.get("description", ""),
+            workflow=config["workflow"],
+            recipe=config.get("recipe"),
+            files=list(config.get("files", [])),
+            models=dict(config.get("models", {})),
+        )
+
+    def fingerprint(self) -> str:
+        """A hash of every file in the source folder: the recipe's cache key."""
+        digest = hashlib.sha256()
+        for path in sorted(p for p in self.root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(path.relative_to(self.root).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+    def run_recipe(self, out_dir: Path, progress: Callable[[str], None]) -> None:
+        if self.recipe is None:
+            return
+        module = _load_module(self.root / self.recipe, f"waystation_recipe_{self.name}")
+        module.build(out_dir, progress=progress)
+
+
+def _load_module(path: Path, name: str) -> ModuleType:
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise BundleError(f"cannot load recipe {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))  # a recipe may import its sibling modules (weights.py)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    return module

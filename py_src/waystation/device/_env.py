@@ -1,0 +1,5 @@
+"""Runtime facts, detected once. Only `hosts/browser.py` may touch `js` when IN_PYODIDE."""
+
+import sys
+
+IN_PYODIDE = sys.platform == "emscripten"

@@ -1,0 +1,34 @@
+"""Waystation's exception tree, drawn once.
+
+    WaystationError
+    ├── ArgumentError      a workflow function was called with bad arguments
+    ├── WorkflowError      a workflow script is malformed or names no such function
+    ├── ModelError         a model failed to load or run (the runtime's error is chained)
+    └── BundleError        a bundle or its manifest is malformed or fails verification
+
+Errors cross host boundaries translated: an onnxruntime (native) or onnxruntime-web (JS)
+error becomes a `ModelError` raised `from` the original, and reaches the page as a
+rejected promise carrying the exception type and message.
+"""
+
+__all__ = ["ArgumentError", "BundleError", "ModelError", "WaystationError", "WorkflowError"]
+
+
+class WaystationError(Exception):
+    """Base of every error Waystation raises on purpose."""
+
+
+class ArgumentError(WaystationError, TypeError):
+    """A workflow function was called with arguments that do not fit its signature."""
+
+
+class WorkflowError(WaystationError):
+    """A workflow script is malformed, or a function it does not export was called."""
+
+
+class ModelError(WaystationError):
+    """A model failed to load or to run."""
+
+
+class BundleError(WaystationError):
+    """A bundle or its manifest is malformed or fails verification."""

@@ -1,0 +1,83 @@
+"""The browser host: onnxruntime-web, reached through Pyodide's JS interop.
+
+The worker (web/worker.js) registers onnxruntime-web as the JS module `_waystation_ort`
+before it imports Waystation; this is the only Python module that touches it. Every tensor
+crosses the boundary with exactly one copy: `to_js(memoryview)` builds the typed array ORT
+reads, and `to_memoryview()` copies ORT's output back into Python memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ModelError
+from ..tensor import Tensor
+from .base import TensorInfo
+
+__all__ = ["BrowserHost"]
+
+
+def _js() -> tuple[Any, Any, Any, Any]:
+    import js  # type: ignore[import-not-found]
+    from pyodide.ffi import JsException, to_js  # type: ignore[import-not-found]
+
+    import _waystation_ort  # type: ignore[import-not-found]
+
+    return js, _waystation_ort, to_js, JsException
+
+
+def _info(meta: Any) -> TensorInfo:
+    # onnxruntime-web 1.30 reports a dynamic axis as 2**32 - 1 (-1 read as uint32).
+    shape = tuple(d if isinstance(d, int) and 0 <= d < 2**31 else str(d) for d in meta.shape.to_py())
+    return TensorInfo(meta.name, str(meta.type) if meta.isTensor else "unknown", shape)
+
+
+class BrowserSession:
+    def __init__(self, session: Any, label: str) -> None:
+        self._session = session
+        self._label = label
+        self.inputs = [_info(m) for m in session.inputMetadata]
+        self.outputs = [_info(m) for m in session.outputMetadata]
+        js, self._ort, self._to_js, self._JsException = _js()
+        self._from_entries = js.Object.fromEntries
+
+    async def run(self, feeds: dict[str, Tensor], output_names: list[str]) -> dict[str, Tensor]:
+        to_js = self._to_js
+        js_feeds = self._from_entries(
+            to_js([[name, self._ort.Tensor.new(t.dtype, to_js(t.data), to_js(t.shape))] for name, t in feeds.items()])
+        )
+        try:
+            results = await self._session.run(js_feeds)
+        except self._JsException as exc:
+            raise ModelError(f"model {self._label!r} failed to run: {exc.message}") from None
+        finally:
+            for name in feeds:
+                getattr(js_feeds, name).dispose()
+        out: dict[str, Tensor] = {}
+        for name in output_names:
+            value = getattr(results, name)
+            out[name] = Tensor(str(value.type), value.data.to_memoryview(), value.dims.to_py())
+        for value in results.object_values():
+            value.dispose()
+        return out
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.release()
+            self._session = None
+
+
+class BrowserHost:
+    name = "browser"
+
+    async def load_model(self, model: bytes | memoryview, *, label: str) -> BrowserSession:
+        js, ort, to_js, JsException = _js()
+        options = to_js(
+            {"executionProviders": ["wasm"], "graphOptimizationLevel": "all"},
+            dict_converter=js.Object.fromEntries,
+        )
+        try:
+            session = await ort.InferenceSession.create(to_js(memoryview(model).cast("B")), options)
+        except JsException as exc:
+            raise ModelError(f"model {label!r} failed to load: {exc.message}") from None
+        return BrowserSession(session, label)
