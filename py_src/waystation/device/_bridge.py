@@ -1,0 +1,48 @@
+"""The Python half of the worker protocol (web/worker.js holds the JS half).
+
+Arguments and results cross as JSON text: one parse on each side, no proxies to leak,
+and a result that is not JSON-able fails here with a clear error instead of in postMessage.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from typing import Any
+
+from .runtime import App
+
+__all__ = ["call", "close", "open_bundle"]
+
+_app: App | None = None
+
+
+async def open_bundle(path: str) -> str:
+    global _app
+    if _app is not None:
+        _app.close()
+    _app = await App.open(path, verify=False)  # the worker verified every file with WebCrypto
+    return json.dumps(_app.describe())
+
+
+async def call(name: str, args_json: str) -> str:
+    if _app is None:
+        return _error(RuntimeError("no bundle is open"))
+    try:
+        reply = await _app.call(name, json.loads(args_json))
+        return json.dumps({"ok": True, **reply}, allow_nan=False)
+    except Exception as exc:  # every failure reaches the page as a rejected promise
+        return _error(exc)
+
+
+def close() -> None:
+    global _app
+    if _app is not None:
+        _app.close()
+        _app = None
+
+
+def _error(exc: BaseException) -> str:
+    detail: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
+    detail["traceback"] = "".join(traceback.format_exception(exc, limit=-3))
+    return json.dumps({"ok": False, "error": detail})

@@ -1,0 +1,145 @@
+"""Assemble the static site (dist/): page, worker, service worker, runtimes, wheels, bundles.
+
+What goes in and from where is declared in `build/site.toml`; this module only follows it.
+Everything the page needs is self-hosted here: nothing is loaded from a CDN at run time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .bundles.builder import build_bundle
+from .bundles.pypi_assets import fetch_wheel
+
+__all__ = ["SHELL_EXCLUDE", "build_site", "find_project_root"]
+
+# Not part of the precached app shell: bundles have their own cache (versioned URLs).
+SHELL_EXCLUDE = ("bundles/",)
+PRECACHE_PLACEHOLDER = "self.__WAYSTATION_PRECACHE"
+
+Progress = Callable[[str], None]
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """The nearest folder above `start` (default: cwd) that holds build/site.toml."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "build" / "site.toml").is_file():
+            return folder
+    raise FileNotFoundError(f"no build/site.toml in {here} or above: run from a Waystation project")
+
+
+def build_site(root: Path, out: Path, progress: Progress = print) -> dict[str, Any]:
+    """Build the whole site into `out` (replaced); return the boot facts written to boot.json."""
+    config = tomllib.loads((root / "build" / "site.toml").read_text())
+    staging = out.with_name(out.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+
+    _copy_tree(root / config["web"]["from"], staging)
+    pyodide_version = _copy_pyodide(root, config["pyodide"], staging, progress)
+    _copy_files(root / config["ort"]["from"], config["ort"]["files"], staging / config["ort"]["to"])
+    wheel = _build_wheel(root, staging / "wheels", progress)
+    bundles = _build_bundles(root / config["bundles"]["from"], staging / config["bundles"]["to"], progress)
+    boot = {
+        "waystation": __version__,
+        "pyodide": pyodide_version,
+        "ort": _npm_version(root / "node_modules" / "onnxruntime-web"),
+        "wheel": f"wheels/{wheel.name}",
+        "bundles": bundles,
+    }
+    (staging / "boot.json").write_text(json.dumps(boot, indent=2) + "\n")
+    entries = _write_service_worker(root / config["service_worker"]["from"], config["service_worker"], staging)
+    progress(f"precache: {len(entries)} app-shell files")
+
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
+    progress(f"site built in {out}")
+    return boot
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.test.js"))
+
+
+def _copy_files(src: Path, names: list[str], dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if not (src / name).is_file():
+            raise FileNotFoundError(f"{src / name} is missing: run `npm ci` first")
+        shutil.copyfile(src / name, dst / name)
+
+
+def _copy_pyodide(root: Path, config: dict[str, Any], out: Path, progress: Progress) -> str:
+    src, dst = root / config["from"], out / config["to"]
+    _copy_files(src, config["files"], dst)
+    upstream = json.loads((src / "pyodide-lock.json").read_text())
+    packages = {}
+    for wheel in config.get("wheels", []):
+        progress(f"pyodide package {wheel['file']}")
+        path = fetch_wheel(wheel["file"], wheel["sha256"], python_version="3.14")
+        shutil.copyfile(path, dst / wheel["file"])
+        entry = dict(upstream["packages"][wheel["name"]])
+        entry.update(file_name=wheel["file"], sha256=wheel["sha256"], version=wheel["file"].split("-")[1])
+        packages[wheel["name"]] = entry
+    # A lock file listing only what we ship: loadPackage("numpy") then fails at once, clearly,
+    # instead of reaching for a CDN that is not there.
+    lock = {"info": upstream["info"], "packages": packages}
+    (dst / "pyodide-lock.json").write_text(json.dumps(lock, indent=1) + "\n")
+    return _npm_version(src)
+
+
+def _npm_version(package_dir: Path) -> str:
+    return str(json.loads((package_dir / "package.json").read_text())["version"])
+
+
+def _build_wheel(root: Path, dst: Path, progress: Progress) -> Path:
+    """The waystation package as a pure wheel, for the worker to install into Pyodide."""
+    progress("building the waystation wheel")
+    dst.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}  # reproducible zip timestamps
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(dst), str(root)],
+        check=True,
+        env=env,
+    )
+    (wheel,) = dst.glob("waystation-*.whl")
+    return wheel
+
+
+def _build_bundles(src: Path, dst: Path, progress: Progress) -> dict[str, str]:
+    built = {}
+    for source in sorted(p.parent for p in src.glob("*/bundle.toml")):
+        folder = build_bundle(source, dst, progress)
+        built[folder.parent.name] = folder.name
+    return built
+
+
+def _write_service_worker(src: Path, config: dict[str, Any], out: Path) -> list[dict[str, str]]:
+    """Copy the service worker and its modules, then inject the precache list into its entry."""
+    _copy_tree(src, out)
+    entries = [
+        {"url": path.relative_to(out).as_posix(), "revision": _file_hash(path)}
+        for path in sorted(out.rglob("*"))
+        if path.is_file() and not path.relative_to(out).as_posix().startswith((*SHELL_EXCLUDE, config["entry"]))
+    ]
+    code = (src / config["entry"]).read_text()
+    if PRECACHE_PLACEHOLDER not in code:
+        raise ValueError(f"{src / config['entry']} lacks the placeholder {PRECACHE_PLACEHOLDER}")
+    code = code.replace(PRECACHE_PLACEHOLDER, json.dumps(entries, indent=0), 1)
+    (out / config["entry"]).write_text(code)
+    return entries
+
+
+def _file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:20]

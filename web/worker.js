@@ -1,0 +1,112 @@
+// The Pyodide host: runs workflow scripts in Python and lets them drive onnxruntime-web.
+// One worker holds one open bundle. Protocol (page -> worker): {id, type: "open", bundle}
+// and {id, type: "call", name, args}; replies {id, ok, value | error}, plus
+// {id, type: "progress", ...} while opening.
+import { loadPyodide } from "./pyodide/pyodide.mjs";
+import * as ort from "./ort/ort.wasm.min.mjs";
+
+const base = new URL("./", import.meta.url);
+// onnxruntime-web's wasm must come from the same build as its JS, self-hosted (no CDN).
+ort.env.wasm.wasmPaths = new URL("ort/", base).href;
+// Threads need cross-origin isolation (COOP + COEP); ORT otherwise runs single-threaded.
+ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency >> 1)) : 1;
+
+/** @type {Promise<{pyodide: any, bridge: any}> | null} */
+let pythonReady = null;
+/** @type {any} the Python module waystation.device._bridge, once booted */
+let bridge = null;
+
+/** Boot Pyodide once: the runtime, micropip, and the waystation wheel. */
+async function bootPython(/** @type {(p: object) => void} */ progress) {
+  const boot = await (await fetch(new URL("boot.json", base))).json();
+  progress({ stage: "runtime", message: `starting Python (Pyodide ${boot.pyodide})` });
+  const pyodide = await loadPyodide({
+    indexURL: new URL("pyodide/", base).href,
+    lockFileURL: new URL("pyodide/pyodide-lock.json", base).href,
+    stdout: (/** @type {string} */ line) => console.log(line),
+    stderr: (/** @type {string} */ line) => console.warn(line),
+  });
+  pyodide.registerJsModule("_waystation_ort", ort);
+  progress({ stage: "packages", message: "installing waystation" });
+  await pyodide.loadPackage("micropip", { messageCallback: () => {} });
+  const micropip = pyodide.pyimport("micropip");
+  await micropip.install.callKwargs(new URL(boot.wheel, base).href, { deps: false });
+  micropip.destroy();
+  return { pyodide, bridge: pyodide.pyimport("waystation.device._bridge") };
+}
+
+/** Fetch a bundle's files, verify each against the manifest, and write them into Python's FS. */
+async function fetchBundle(/** @type {any} */ pyodide, /** @type {string} */ name, /** @type {(p: object) => void} */ progress) {
+  const root = new URL(`bundles/${encodeURIComponent(name)}/`, base);
+  const latest = await fetchOk(new URL("latest.json", root), `bundle "${name}"`);
+  const { version } = await latest.json();
+  const dir = new URL(`${version}/`, root);
+  const manifestText = await (await fetchOk(new URL("manifest.json", dir), `manifest of ${name} ${version}`)).text();
+  const manifest = JSON.parse(manifestText);
+  const total = manifest.files.reduce((/** @type {number} */ n, /** @type {any} */ f) => n + f.size, 0);
+  const path = `/bundles/${name}/${version}`;
+  pyodide.FS.mkdirTree(path);
+  pyodide.FS.writeFile(`${path}/manifest.json`, manifestText);
+  let loaded = 0;
+  for (const file of manifest.files) {
+    const bytes = new Uint8Array(await (await fetchOk(new URL(file.path, dir), file.path)).arrayBuffer());
+    const digest = await sha256Hex(bytes);
+    if (bytes.length !== file.size || digest !== file.sha256) {
+      throw Object.assign(new Error(`bundle file ${file.path} does not match its manifest (size or sha256)`), { name: "BundleError" });
+    }
+    const parent = file.path.split("/").slice(0, -1).join("/");
+    if (parent) pyodide.FS.mkdirTree(`${path}/${parent}`);
+    pyodide.FS.writeFile(`${path}/${file.path}`, bytes);
+    loaded += file.size;
+    progress({ stage: "bundle", file: file.path, loaded, total });
+  }
+  return { path, version };
+}
+
+async function fetchOk(/** @type {URL} */ url, /** @type {string} */ what) {
+  const response = await fetch(url);
+  if (!response.ok) {
+    throw Object.assign(new Error(`cannot fetch ${what}: HTTP ${response.status} for ${url.pathname}`), { name: "BundleError" });
+  }
+  return response;
+}
+
+async function sha256Hex(/** @type {Uint8Array} */ bytes) {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function openBundle(/** @type {number} */ id, /** @type {string} */ name) {
+  const progress = (/** @type {object} */ p) => self.postMessage({ id, type: "progress", ...p });
+  const started = performance.now();
+  pythonReady ??= bootPython(progress);
+  const python = await pythonReady;
+  const { path } = await fetchBundle(python.pyodide, name, progress);
+  progress({ stage: "models", message: "loading models" });
+  const info = JSON.parse(await python.bridge.open_bundle(path));
+  bridge = python.bridge;
+  progress({ stage: "ready" });
+  return {
+    ...info,
+    startupMs: performance.now() - started,
+    crossOriginIsolated: self.crossOriginIsolated,
+    ortThreads: ort.env.wasm.numThreads,
+  };
+}
+
+self.onmessage = async (/** @type {MessageEvent} */ event) => {
+  const { id, type } = event.data;
+  try {
+    if (type === "open") {
+      self.postMessage({ id, ok: true, value: await openBundle(id, event.data.bundle) });
+    } else if (type === "call") {
+      const reply = JSON.parse(await bridge.call(event.data.name, JSON.stringify(event.data.args ?? {})));
+      self.postMessage(reply.ok ? { id, ok: true, value: reply } : { id, ok: false, error: reply.error });
+    } else {
+      throw new Error(`unknown message type ${type}`);
+    }
+  } catch (err) {
+    const e = /** @type {Error} */ (err);
+    self.postMessage({ id, ok: false, error: { type: e.name || "Error", message: e.message } });
+  }
+};
