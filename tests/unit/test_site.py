@@ -1,0 +1,50 @@
+"""`waystation build`: everything the page needs is in dist/, self-hosted, and revisioned."""
+
+import hashlib
+import json
+import re
+import zipfile
+
+
+def test_boot_facts_point_at_real_files(site_dir):
+    boot = json.loads((site_dir / "boot.json").read_text())
+    assert (site_dir / boot["wheel"]).is_file()
+    assert boot["bundles"] == {"digits": "1.0.0"}
+    assert (site_dir / "bundles" / "digits" / "latest.json").is_file()
+
+
+def test_pyodide_lock_lists_exactly_the_shipped_wheels_with_their_hashes(site_dir):
+    lock = json.loads((site_dir / "pyodide" / "pyodide-lock.json").read_text())
+    assert sorted(lock["packages"]) == ["micropip", "packaging"]
+    for package in lock["packages"].values():
+        data = (site_dir / "pyodide" / package["file_name"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == package["sha256"]
+
+
+def test_only_the_needed_runtime_files_are_copied(site_dir):
+    assert sorted(p.name for p in (site_dir / "ort").iterdir()) == [
+        "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm", "ort.wasm.min.mjs"]
+    assert not list(site_dir.rglob("*.map"))
+
+
+def test_waystation_wheel_holds_the_device_package(site_dir):
+    (wheel,) = (site_dir / "wheels").glob("waystation-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "waystation/device/runtime.py" in names and "waystation/device/hosts/browser.py" in names
+
+
+def test_service_worker_precaches_the_shell_by_revision(site_dir):
+    code = (site_dir / "sw.js").read_text()
+    entries = json.loads(re.search(r"const PRECACHE_ENTRIES = (\[.*?\]);", code, re.S).group(1))
+    urls = {e["url"]: e["revision"] for e in entries}
+    for required in ("index.html", "waystation.js", "worker.js", "pyodide/pyodide.asm.wasm",
+                     "ort/ort-wasm-simd-threaded.wasm", "boot.json", "sw/precache.js"):
+        assert required in urls
+    assert not any(u.startswith("bundles/") for u in urls)  # bundles are cached by version
+    page = (site_dir / "index.html").read_bytes()
+    assert urls["index.html"] == hashlib.sha256(page).hexdigest()[:20]
+
+
+def test_no_file_is_loaded_from_another_origin(site_dir):
+    for path in [*site_dir.glob("*.js"), *site_dir.glob("*.html"), *site_dir.glob("sw/*.js")]:
+        assert not re.search(r"https?://(?!127\.0\.0\.1)", path.read_text()), path
