@@ -28,8 +28,14 @@ def _js() -> tuple[Any, Any, Any, Any]:
 
 def _info(meta: Any) -> TensorInfo:
     # onnxruntime-web 1.30 reports a dynamic axis as 2**32 - 1 (-1 read as uint32).
-    shape = tuple(d if isinstance(d, int) and 0 <= d < 2**31 else str(d) for d in meta.shape.to_py())
+    shape = tuple(_dim(d) for d in meta.shape.to_py())
     return TensorInfo(meta.name, str(meta.type) if meta.isTensor else "unknown", shape)
+
+
+def _dim(d: Any) -> int | str:
+    if isinstance(d, int):
+        return d if 0 <= d < 2**31 else "?"
+    return str(d) or "?"
 
 
 class BrowserSession:

@@ -21,7 +21,7 @@ _ORT_TYPES = {
 def _info(arg: object) -> TensorInfo:
     match = re.fullmatch(r"tensor\((\w+)\)", arg.type)  # type: ignore[attr-defined]
     dtype = _ORT_TYPES.get(match.group(1), match.group(1)) if match else arg.type  # type: ignore[attr-defined]
-    shape = tuple(d if isinstance(d, int) else str(d) for d in arg.shape)  # type: ignore[attr-defined]
+    shape = tuple(d if isinstance(d, int) else (d or "?") for d in arg.shape)  # type: ignore[attr-defined]
     return TensorInfo(arg.name, dtype, shape)  # type: ignore[attr-defined]
 
 
