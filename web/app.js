@@ -95,7 +95,7 @@ function drawSample(/** @type {number[]} */ pixels) {
 
 function setUpPad() {
   const ctx = /** @type {CanvasRenderingContext2D} */ (pad.getContext("2d"));
-  ctx.lineWidth = 18;
+  ctx.lineWidth = 22; // with THICKEN in the workflow, close to the data set's pen (measured)
   ctx.lineCap = ctx.lineJoin = "round";
   let drawing = false;
   const point = (/** @type {PointerEvent} */ e) => {

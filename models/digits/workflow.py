@@ -10,6 +10,7 @@ from waystation.device import Tensor, export
 GRID = 8
 MAX_INK = 16.0
 TOP_K = 3
+THICKEN = 0.08
 
 
 @export
@@ -61,6 +62,9 @@ def to_features(pixels: list[float], width: int, height: int) -> list[float]:
         raise ValueError("the image is blank: draw a digit first")
     top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     side = max(bottom - top, right - left)  # the data set's digits fill their box (measured: no margin fits best)
+    # The data set's pen is about a quarter of the box wide; a mouse or finger stroke is
+    # thinner, so widen the ink before averaging (a max filter, THICKEN of the box wide).
+    pixels = _dilate(pixels, width, height, round(side * THICKEN / 2))
     y0 = (top + bottom - side) / 2
     x0 = (left + right - side) / 2
     wy = _weights(y0, side, height)
@@ -75,6 +79,22 @@ def to_features(pixels: list[float], width: int, height: int) -> list[float]:
                     total += pixels[base + x] * w_y * w_x
             out.append(min(MAX_INK, total * MAX_INK))
     return out
+
+
+def _dilate(pixels: list[float], width: int, height: int, radius: int) -> list[float]:
+    """A separable max filter: rows, then columns."""
+    if radius <= 0:
+        return pixels
+    rows = [
+        max(pixels[y * width + max(0, x - radius) : y * width + min(width, x + radius + 1)])
+        for y in range(height)
+        for x in range(width)
+    ]
+    return [
+        max(rows[yy * width + x] for yy in range(max(0, y - radius), min(height, y + radius + 1)))
+        for y in range(height)
+        for x in range(width)
+    ]
 
 
 def _weights(start: float, side: float, size: int) -> list[list[tuple[int, float]]]:

@@ -1,0 +1,100 @@
+"""The vertical slice in a real browser: boot, call, parity with CPython, errors, offline."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from .conftest import BOOT_TIMEOUT_MS, wait_ready
+
+OPEN_AND_CALL = """async ([name, args]) => {
+  const { open } = await import("/waystation.js");
+  const app = await open({ bundle: "digits" });
+  try {
+    return { ok: true, value: await app.call(name, args), version: app.version };
+  } catch (e) {
+    return { ok: false, name: e.name, message: e.message, isError: e instanceof Error };
+  } finally {
+    app.close();
+  }
+}"""
+
+
+def run_on_cpython(site_dir, function: str, args: dict):
+    bundle = site_dir / "bundles" / "digits" / "1.0.0"
+    out = subprocess.run([sys.executable, "-m", "waystation", "run", str(bundle), function, "--args", json.dumps(args)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_demo_page_boots_cross_origin_isolated_and_classifies_a_sample(page):
+    assert "cross-origin isolated: true" in page.text_content("#facts")
+    page.click(".samples button >> nth=0")
+    page.wait_for_function("document.querySelector('#latency').textContent.includes('on-device latency')")
+    assert page.text_content("#answer") == "0"
+    assert page.locator("#top li").count() == 3
+
+
+def test_drawing_on_the_pad_is_classified(page):
+    box = page.locator("#pad").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.85, steps=12)
+    page.mouse.up()  # a vertical stroke: a one
+    page.wait_for_function("document.querySelector('#latency').textContent.includes('on-device latency')")
+    assert page.text_content("#answer") == "1"
+
+
+def test_call_matches_waystation_run_on_cpython(page, site_dir):
+    samples = run_on_cpython(site_dir, "samples", {})
+    args = {"features": [s["pixels"] for s in samples]}
+    browser = page.evaluate(OPEN_AND_CALL, ["classify_features", args])
+    assert browser["ok"], browser
+    assert browser["version"] == "1.0.0"
+    cpython = run_on_cpython(site_dir, "classify_features", args)
+    assert [r["digit"] for r in browser["value"]] == [r["digit"] for r in cpython]
+    # Tolerance: float32 kernels of onnxruntime-web (WASM SIMD) and onnxruntime differ in the last bits.
+    p_browser = np.array([[t["p"] for t in r["top"]] for r in browser["value"]])
+    p_cpython = np.array([[t["p"] for t in r["top"]] for r in cpython])
+    np.testing.assert_allclose(p_browser, p_cpython, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("function", "args", "name", "message"),
+    [
+        ("classify", {"pixels": [0.0] * 4, "width": 2, "height": 2}, "ValueError", "the image is blank: draw a digit first"),
+        ("classify", {"pixels": [0.0] * 4, "width": 2}, "ArgumentError", "classify(): missing a required argument: 'height'"),
+        ("classify", {"pixels": "ink", "width": 1, "height": 3}, "ArgumentError",
+         "classify(): parameter 'pixels' expects list[float], got str"),
+        ("nope", {}, "WorkflowError", "no exported function 'nope'"),
+    ],
+)
+def test_python_errors_reject_the_promise_with_type_and_message(page, function, args, name, message):
+    result = page.evaluate(OPEN_AND_CALL, [function, args])
+    assert not result["ok"] and result["isError"]
+    assert result["name"] == name
+    assert message in result["message"]
+
+
+def test_unknown_bundle_rejects_with_a_clear_error(page):
+    result = page.evaluate("""async () => {
+      const { open } = await import("/waystation.js");
+      try { await open({ bundle: "no-such-bundle" }); return null; }
+      catch (e) { return { name: e.name, message: e.message }; }
+    }""")
+    assert result == {"name": "BundleError", "message": 'cannot fetch bundle "no-such-bundle": HTTP 404 for /bundles/no-such-bundle/latest.json'}
+
+
+def test_offline_reload_still_boots_and_answers(page, context, server):
+    page.evaluate("navigator.serviceWorker.ready")  # the shell is precached once the worker is active
+    context.set_offline(True)
+    assert page.evaluate("fetch('/api/health').then(() => 'online', () => 'offline')") == "offline"
+    page.reload()
+    wait_ready(page)
+    page.click(".samples button >> nth=4")
+    page.wait_for_function("document.querySelector('#latency').textContent.includes('on-device latency')",
+                           timeout=BOOT_TIMEOUT_MS)
+    assert page.text_content("#answer") == "2"
+    assert page.evaluate("navigator.serviceWorker.controller !== null")
