@@ -4,6 +4,7 @@
 // {id, type: "progress", ...} while opening.
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 import * as ort from "./ort/ort.wasm.min.mjs";
+import { makeOrtHost } from "./ort_host.js";
 
 const base = new URL("./", import.meta.url);
 // onnxruntime-web's wasm must come from the same build as its JS, self-hosted (no CDN).
@@ -26,7 +27,7 @@ async function bootPython(/** @type {(p: object) => void} */ progress) {
     stdout: (/** @type {string} */ line) => console.log(line),
     stderr: (/** @type {string} */ line) => console.warn(line),
   });
-  pyodide.registerJsModule("_waystation_ort", ort);
+  pyodide.registerJsModule("_waystation_ort", makeOrtHost(ort));
   progress({ stage: "packages", message: "installing waystation" });
   await pyodide.loadPackage("micropip", { messageCallback: () => {} });
   const micropip = pyodide.pyimport("micropip");

@@ -10,6 +10,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { loadPyodide } from "pyodide";
 import * as ort from "onnxruntime-web";
+import { makeOrtHost } from "../../web/ort_host.js";
 
 const [siteDir, bundleDir, checksFile] = process.argv.slice(2).map((p) => path.resolve(p));
 const boot = JSON.parse(fs.readFileSync(path.join(siteDir, "boot.json"), "utf8"));
@@ -20,7 +21,7 @@ const pyodide = await loadPyodide({
   stdout: (line) => process.stderr.write(line + "\n"),
   stderr: (line) => process.stderr.write(line + "\n"),
 });
-pyodide.registerJsModule("_waystation_ort", ort);
+pyodide.registerJsModule("_waystation_ort", makeOrtHost(ort));
 await pyodide.loadPackage("micropip", { messageCallback: () => {} });
 const wheelName = path.basename(boot.wheel);
 pyodide.FS.writeFile(`/tmp/${wheelName}`, fs.readFileSync(path.join(siteDir, boot.wheel)));

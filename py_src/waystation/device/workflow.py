@@ -14,6 +14,7 @@ as JSON-able values and are checked against the function's annotations before it
 from __future__ import annotations
 
 import collections.abc
+import functools
 import importlib.util
 import inspect
 import sys
@@ -90,50 +91,55 @@ def _bind(name: str, fn: Callable[..., Any], ctx: Any, args: Any) -> inspect.Bou
         args = {}
     if not isinstance(args, (dict, list, tuple)):
         raise ArgumentError(f"{name}(): arguments must be an object of named arguments or an array, not {type(args).__name__}")
-    sig = inspect.signature(fn)
+    sig, checks = _signature(fn)
     try:
         bound = sig.bind(ctx, **args) if isinstance(args, dict) else sig.bind(ctx, *args)
     except TypeError as exc:
         raise ArgumentError(f"{name}(): {exc}") from None
-    hints = _hints(fn)
-    for param, value in list(bound.arguments.items())[1:]:
-        expected = hints.get(param)
-        if expected is not None and not _matches(value, expected):
-            raise ArgumentError(
-                f"{name}(): parameter {param!r} expects {_type_name(expected)}, got {type(value).__name__}"
-            )
+    for param, value in bound.arguments.items():
+        check = checks.get(param)
+        if check is not None and not check[0](value):
+            raise ArgumentError(f"{name}(): parameter {param!r} expects {check[1]}, got {type(value).__name__}")
     return bound
 
 
-def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+@functools.cache
+def _signature(fn: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, tuple[Callable[[Any], bool], str]]]:
+    """The signature and one compiled checker per annotated parameter, made once per function."""
+    sig = inspect.signature(fn)
     try:
-        return typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn)
     except Exception:
-        return {}  # unresolved annotations are documentation, not a contract
+        hints = {}  # unresolved annotations are documentation, not a contract
+    params = list(sig.parameters)[1:]  # the first is the context
+    return sig, {p: (_checker(hints[p]), _type_name(hints[p])) for p in params if p in hints}
 
 
-def _matches(value: Any, expected: Any) -> bool:
-    """A JSON-level check of simple annotations; anything richer is left to the function."""
+def _checker(expected: Any) -> Callable[[Any], bool]:
+    """A JSON-level check of a simple annotation; anything richer is left to the function."""
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
     if expected is Any or expected is object:
-        return True
-    origin = typing.get_origin(expected)
+        return lambda v: True
     if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arm) for arm in typing.get_args(expected))
+        arms = [_checker(a) for a in args]
+        return lambda v: any(arm(v) for arm in arms)
     if expected is type(None):
-        return value is None
-    if expected is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return lambda v: v is None
+    if expected is float:  # JSON has one number type: ints are floats too, bools are not
+        return lambda v: type(v) is float or type(v) is int
     if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return lambda v: type(v) is int
     if origin in (list, tuple, collections.abc.Sequence):
-        item = (typing.get_args(expected) or (Any,))[0]
-        return isinstance(value, (list, tuple)) and all(_matches(v, item) for v in value)
+        if not args or args[0] is Any:
+            return lambda v: isinstance(v, (list, tuple))
+        item = _checker(args[0])
+        return lambda v: isinstance(v, (list, tuple)) and all(map(item, v))
     if origin is dict:
-        key, val = typing.get_args(expected) or (Any, Any)
-        return isinstance(value, dict) and all(_matches(k, key) and _matches(v, val) for k, v in value.items())
+        key, val = (_checker(a) for a in (args or (Any, Any)))
+        return lambda v: isinstance(v, dict) and all(key(k) and val(x) for k, x in v.items())
     if isinstance(expected, type):
-        return isinstance(value, expected)
-    return True
+        return lambda v: isinstance(v, expected)
+    return lambda v: True
 
 
 def _type_name(expected: Any) -> str:

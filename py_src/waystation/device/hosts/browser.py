@@ -1,9 +1,9 @@
 """The browser host: onnxruntime-web, reached through Pyodide's JS interop.
 
-The worker (web/worker.js) registers onnxruntime-web as the JS module `_waystation_ort`
-before it imports Waystation; this is the only Python module that touches it. Every tensor
-crosses the boundary with exactly one copy: `to_js(memoryview)` builds the typed array ORT
-reads, and `to_memoryview()` copies ORT's output back into Python memory.
+The worker (web/worker.js) registers `makeOrtHost(ort)` from web/ort_host.js as the JS
+module `_waystation_ort` before it imports Waystation; this is the only Python module that
+touches it. Every tensor crosses the boundary with exactly one copy: `to_js` builds the typed
+array ORT reads, and `to_memoryview()` copies ORT's output back into Python memory.
 """
 
 from __future__ import annotations
@@ -44,27 +44,18 @@ class BrowserSession:
         self._label = label
         self.inputs = [_info(m) for m in session.inputMetadata]
         self.outputs = [_info(m) for m in session.outputMetadata]
-        js, self._ort, self._to_js, self._JsException = _js()
-        self._from_entries = js.Object.fromEntries
+        _, self._ort, self._to_js, self._JsException = _js()
 
     async def run(self, feeds: dict[str, Tensor], output_names: list[str]) -> dict[str, Tensor]:
-        to_js = self._to_js
-        js_feeds = self._from_entries(
-            to_js([[name, self._ort.Tensor.new(t.dtype, to_js(t.data), to_js(t.shape))] for name, t in feeds.items()])
-        )
+        # One to_js for every feed (one copy of each buffer), one await: see web/ort_host.js.
+        rows = self._to_js([[name, t.dtype, t.data, t.shape] for name, t in feeds.items()])
         try:
-            results = await self._session.run(js_feeds)
+            results = await self._ort.run(self._session, rows, self._to_js(output_names))
         except self._JsException as exc:
             raise ModelError(f"model {self._label!r} failed to run: {exc.message}") from None
-        finally:
-            for name in feeds:
-                getattr(js_feeds, name).dispose()
         out: dict[str, Tensor] = {}
-        for name in output_names:
-            value = getattr(results, name)
-            out[name] = Tensor(str(value.type), value.data.to_memoryview(), value.dims.to_py())
-        for value in results.object_values():
-            value.dispose()
+        for name, dtype, dims, data in results:
+            out[name] = Tensor(dtype, data.to_memoryview(), dims.to_py())
         return out
 
     def close(self) -> None:
@@ -83,7 +74,7 @@ class BrowserHost:
             dict_converter=js.Object.fromEntries,
         )
         try:
-            session = await ort.InferenceSession.create(to_js(memoryview(model).cast("B")), options)
+            session = await ort.createSession(to_js(memoryview(model).cast("B")), options)
         except JsException as exc:
             raise ModelError(f"model {label!r} failed to load: {exc.message}") from None
         return BrowserSession(session, label)
