@@ -21,7 +21,9 @@ CHROMIUM_ARGS = [
 BOOT_TIMEOUT_MS = 90_000
 
 
-@pytest.fixture(scope="session")
+# Package scope: sync Playwright keeps an asyncio loop running on this thread until it stops,
+# which would break asyncio.run() in the CPython tests that follow.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
