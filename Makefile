@@ -18,7 +18,7 @@ test: setup chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup chromium
-	$(PY) bench/run.py
+	$(PY) bench/glue_latency.py
 
 setup: $(VENV)/.installed node_modules/.installed
 

@@ -55,16 +55,17 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     print(f"glue latency, headless Chromium, digits model, {args.rounds} rounds x {args.runs} calls per path")
-    print(f"{'batch':>5} {'waystation ms':>14} {'ORT main ms':>12} {'ORT worker ms':>14} {'python ms':>10} "
-          f"{'x main':>7} {'x worker':>9}")
+    print(f"{'batch':>5} {'waystation ms':>14} {'ORT main ms':>12} {'ORT worker ms':>14} {'in worker':>10} "
+          f"{'in python':>10} {'x main':>7} {'x worker':>9}")
     for r in results:
         m = r["medianMs"]
         print(f"{r['batch']:>5} {m['waystation']:>14.3f} {m['ortMainThread']:>12.3f} {m['ortWorker']:>14.3f} "
-              f"{r['pythonMedianMs']:>10.3f} {m['waystation'] / m['ortMainThread']:>7.2f} "
+              f"{r['workerMedianMs']:>10.3f} {r['pythonMedianMs']:>10.3f} {m['waystation'] / m['ortMainThread']:>7.2f} "
               f"{m['waystation'] / m['ortWorker']:>9.2f}")
     print(f"start-up (open() to ready): first load {results[0]['startupMs']:.0f} ms, "
           f"warm cache {warm['startupMs']:.0f} ms (worker-side {warm['workerStartupMs']:.0f} ms); "
           f"cross-origin isolated: {results[0]['crossOriginIsolated']}")
+    print("warm start-up breakdown (ms): " + ", ".join(f"{k} {v:.0f}" for k, v in warm["timings"].items()))
     print(json.dumps({"results": results, "warm": warm}))
 
 

@@ -73,7 +73,7 @@ class App {
     this._pending = new Map();
     /** @type {any} name, version, functions, models, startupMs of the opened bundle */
     this.info = null;
-    /** @type {{name: string, ms: number, pythonMs: number, metrics: Record<string, number>} | null} */
+    /** @type {{name: string, ms: number, workerMs: number, pythonMs: number, metrics: Record<string, number>} | null} */
     this.lastCall = null;
     this._onMessage = (/** @type {MessageEvent} */ e) => this._receive(e.data);
     this._onError = (/** @type {ErrorEvent} */ e) => this._failAll(new WaystationError("WorkerError", e.message || "the worker failed to start"));
@@ -99,7 +99,7 @@ class App {
   async call(name, args = {}) {
     const started = performance.now();
     const reply = await this._request({ type: "call", name, args });
-    this.lastCall = { name, ms: performance.now() - started, pythonMs: reply.ms, metrics: reply.metrics };
+    this.lastCall = { name, ms: performance.now() - started, workerMs: reply.workerMs, pythonMs: reply.ms, metrics: reply.metrics };
     return reply.result;
   }
 

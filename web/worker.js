@@ -16,9 +16,12 @@ ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.max(1, Math.min(4, nav
 let pythonReady = null;
 /** @type {any} the Python module waystation.device._bridge, once booted */
 let bridge = null;
+/** @type {Record<string, number>} where start-up time went, for app.info.timings */
+const timings = {};
 
 /** Boot Pyodide once: the runtime, micropip, and the waystation wheel. */
 async function bootPython(/** @type {(p: object) => void} */ progress) {
+  const started = performance.now();
   const boot = await (await fetch(new URL("boot.json", base))).json();
   progress({ stage: "runtime", message: `starting Python (Pyodide ${boot.pyodide})` });
   const pyodide = await loadPyodide({
@@ -28,12 +31,16 @@ async function bootPython(/** @type {(p: object) => void} */ progress) {
     stderr: (/** @type {string} */ line) => console.warn(line),
   });
   pyodide.registerJsModule("_waystation_ort", makeOrtHost(ort));
+  timings.runtimeMs = performance.now() - started;
   progress({ stage: "packages", message: "installing waystation" });
-  await pyodide.loadPackage("micropip", { messageCallback: () => {} });
-  const micropip = pyodide.pyimport("micropip");
-  await micropip.install.callKwargs(new URL(boot.wheel, base).href, { deps: false });
-  micropip.destroy();
-  return { pyodide, bridge: pyodide.pyimport("waystation.device._bridge") };
+  // The waystation wheel is pure and has no dependencies in Pyodide: unpacking it directly
+  // costs ~20 ms where micropip's resolver costs ~500 ms (measured, bench/README.md).
+  // micropip and packaging still ship in pyodide/ for workflows that install their own wheels.
+  const wheel = await (await fetchOk(new URL(boot.wheel, base), "the waystation wheel")).arrayBuffer();
+  pyodide.unpackArchive(wheel, "wheel");
+  const bridge = pyodide.pyimport("waystation.device._bridge");
+  timings.packagesMs = performance.now() - started - timings.runtimeMs;
+  return { pyodide, bridge };
 }
 
 /** Fetch a bundle's files, verify each against the manifest, and write them into Python's FS. */
@@ -82,13 +89,17 @@ async function openBundle(/** @type {number} */ id, /** @type {string} */ name) 
   const started = performance.now();
   pythonReady ??= bootPython(progress);
   const python = await pythonReady;
+  const fetched = performance.now();
   const { path } = await fetchBundle(python.pyodide, name, progress);
+  timings.bundleMs = performance.now() - fetched;
   progress({ stage: "models", message: "loading models" });
   const info = JSON.parse(await python.bridge.open_bundle(path));
+  timings.modelsMs = performance.now() - fetched - timings.bundleMs;
   bridge = python.bridge;
   progress({ stage: "ready" });
   return {
     ...info,
+    timings: { ...timings },
     startupMs: performance.now() - started,
     crossOriginIsolated: self.crossOriginIsolated,
     ortThreads: ort.env.wasm.numThreads,
@@ -101,7 +112,10 @@ self.onmessage = async (/** @type {MessageEvent} */ event) => {
     if (type === "open") {
       self.postMessage({ id, ok: true, value: await openBundle(id, event.data.bundle) });
     } else if (type === "call") {
+      if (!bridge) throw Object.assign(new Error("no bundle is open"), { name: "WorkflowError" });
+      const started = performance.now();
       const reply = JSON.parse(await bridge.call(event.data.name, JSON.stringify(event.data.args ?? {})));
+      reply.workerMs = performance.now() - started;
       self.postMessage(reply.ok ? { id, ok: true, value: reply } : { id, ok: false, error: reply.error });
     } else {
       throw new Error(`unknown message type ${type}`);

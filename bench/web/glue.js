@@ -53,9 +53,11 @@ async function benchmark({ batch, runs, rounds }) {
     series.ortWorker.push(...(await timeIt(() => ask({ type: "run", data: flat, dims }), runs)));
   }
   const pythonMs = [];
+  const workerMs = [];
   for (let i = 0; i < runs; i++) {
     await app.call("classify_features", { features });
     pythonMs.push(app.lastCall.pythonMs);
+    workerMs.push(app.lastCall.workerMs);
   }
   worker.terminate();
   app.close();
@@ -64,9 +66,11 @@ async function benchmark({ batch, runs, rounds }) {
     samples: series.waystation.length,
     startupMs,
     workerStartupMs: app.info.startupMs,
+    timings: app.info.timings,
     crossOriginIsolated: self.crossOriginIsolated,
     medianMs: Object.fromEntries(Object.entries(series).map(([k, v]) => [k, median(v)])),
     pythonMedianMs: median(pythonMs),
+    workerMedianMs: median(workerMs),
   };
 }
 
