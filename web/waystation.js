@@ -129,7 +129,7 @@ class App {
     const pending = this._pending.get(data.id);
     if (!pending) return;
     this._pending.delete(data.id);
-    if (data.ok) pending.resolve(data.value);
+    if (data.ok) pending.resolve(data.tensors?.length ? reviveTensors(data.value, data.tensors) : data.value);
     else pending.reject(new WaystationError(data.error.type, data.error.message, data.error.traceback));
   }
 
@@ -138,4 +138,18 @@ class App {
     for (const { reject } of this._pending.values()) reject(error);
     this._pending.clear();
   }
+}
+
+/**
+ * Put the typed arrays that travelled beside a reply back where the workflow returned Tensors:
+ * each becomes {dtype, shape, data}, `data` a typed array (Float32Array, BigInt64Array, ...).
+ * @param {any} value
+ * @param {ArrayBufferView[]} tensors
+ * @returns {any}
+ */
+function reviveTensors(value, tensors) {
+  if (Array.isArray(value)) return value.map((v) => reviveTensors(v, tensors));
+  if (value === null || typeof value !== "object") return value;
+  if ("$tensor" in value) return { dtype: value.dtype, shape: value.shape, data: tensors[value.$tensor] };
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, reviveTensors(v, tensors)]));
 }

@@ -106,6 +106,23 @@ async function openBundle(/** @type {number} */ id, /** @type {string} */ name) 
   };
 }
 
+/**
+ * Copy each Python buffer (a memoryview of a Tensor) into a typed array of its own, which the
+ * page then receives by transfer: one copy in all, and every proxy destroyed here.
+ * @param {any} proxies a PyProxy of a list of memoryviews
+ */
+function takeBuffers(proxies) {
+  const arrays = [];
+  for (const proxy of proxies) {
+    const view = proxy.getBuffer();
+    arrays.push(view.data.slice());
+    view.release();
+    proxy.destroy();
+  }
+  proxies.destroy();
+  return arrays;
+}
+
 self.onmessage = async (/** @type {MessageEvent} */ event) => {
   const { id, type } = event.data;
   try {
@@ -114,9 +131,13 @@ self.onmessage = async (/** @type {MessageEvent} */ event) => {
     } else if (type === "call") {
       if (!bridge) throw Object.assign(new Error("no bundle is open"), { name: "WorkflowError" });
       const started = performance.now();
-      const reply = JSON.parse(await bridge.call(event.data.name, JSON.stringify(event.data.args ?? {})));
+      const answer = await bridge.call(event.data.name, JSON.stringify(event.data.args ?? {}));
+      const reply = JSON.parse(answer.get(0));
+      const tensors = takeBuffers(answer.get(1));
+      answer.destroy();
       reply.workerMs = performance.now() - started;
-      self.postMessage(reply.ok ? { id, ok: true, value: reply } : { id, ok: false, error: reply.error });
+      if (!reply.ok) self.postMessage({ id, ok: false, error: reply.error });
+      else self.postMessage({ id, ok: true, value: reply, tensors }, tensors.map((t) => t.buffer));
     } else {
       throw new Error(`unknown message type ${type}`);
     }

@@ -35,6 +35,14 @@ async def classify_features(ctx, features: list[list[float]]) -> list[dict]:
 
 
 @export
+async def probabilities(ctx, features: list[list[float]]) -> Tensor:
+    """The model's raw class probabilities, a [batch, 10] float32 tensor (a typed array in the page)."""
+    flat = [v for row in features for v in row]
+    out = await ctx.models["classifier"].run({"pixels": Tensor("float32", flat, (len(features), GRID * GRID))})
+    return out["probabilities"]
+
+
+@export
 def samples(ctx) -> list[dict]:
     """Held-out images of each digit, shipped with the bundle, for trying the model."""
     return ctx.files.read_json("samples.json")["samples"]

@@ -61,6 +61,19 @@ def test_call_matches_waystation_run_on_cpython(page, site_dir):
     np.testing.assert_allclose(p_browser, p_cpython, atol=1e-5)
 
 
+def test_tensor_results_arrive_as_typed_arrays_equal_to_cpython(page, site_dir):
+    samples = run_on_cpython(site_dir, "samples", {})
+    args = {"features": [s["pixels"] for s in samples]}
+    browser = page.evaluate(OPEN_AND_CALL.replace("value: await app.call(name, args)",
+        "value: await app.call(name, args).then((t) => ({...t, kind: t.data.constructor.name, data: Array.from(t.data)}))"),
+        ["probabilities", args])
+    assert browser["ok"], browser
+    value = browser["value"]
+    assert (value["kind"], value["dtype"], value["shape"]) == ("Float32Array", "float32", [len(samples), 10])
+    cpython = np.array(run_on_cpython(site_dir, "probabilities", args), dtype=np.float32)
+    np.testing.assert_allclose(np.array(value["data"]).reshape(value["shape"]), cpython, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("function", "args", "name", "message"),
     [

@@ -2,6 +2,8 @@
 
 Arguments and results cross as JSON text: one parse on each side, no proxies to leak,
 and a result that is not JSON-able fails here with a clear error instead of in postMessage.
+Tensors in a result travel beside the JSON as raw buffers (one copy into a typed array,
+then transferred to the page), not as lists of numbers.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import traceback
 from typing import Any
 
 from .runtime import App
+from .tensor import Tensor
 
 __all__ = ["call", "close", "open_bundle"]
 
@@ -25,14 +28,16 @@ async def open_bundle(path: str) -> str:
     return json.dumps(_app.describe())
 
 
-async def call(name: str, args_json: str) -> str:
+async def call(name: str, args_json: str) -> tuple[str, list[memoryview]]:
+    """Returns the reply as JSON text and the buffers of the tensors it refers to."""
     if _app is None:
-        return _error(RuntimeError("no bundle is open"))
+        return _error(RuntimeError("no bundle is open")), []
+    tensors: list[Tensor] = []
     try:
-        reply = await _app.call(name, json.loads(args_json))
-        return json.dumps({"ok": True, **reply}, allow_nan=False)
+        reply = await _app.call(name, json.loads(args_json), tensors=tensors)
+        return json.dumps({"ok": True, **reply}, allow_nan=False), [t.data for t in tensors]
     except Exception as exc:  # every failure reaches the page as a rejected promise
-        return _error(exc)
+        return _error(exc), []
 
 
 def close() -> None:

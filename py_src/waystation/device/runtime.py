@@ -21,6 +21,7 @@ from .errors import BundleError
 from .hosts import Host, default_host
 from .manifest import Manifest
 from .model import Model
+from .tensor import Tensor
 from .workflow import Workflow, to_jsonable
 
 __all__ = ["App", "BundleFiles"]
@@ -80,13 +81,17 @@ class App:
         workflow = Workflow.load(root / manifest.workflow, module_name)
         return cls(manifest, models, workflow, BundleFiles(root, manifest))
 
-    async def call(self, name: str, args: Any = None) -> dict[str, Any]:
-        """Run an exported function: {"result": JSON-able data, "metrics": {...}, "ms": wall time}."""
+    async def call(self, name: str, args: Any = None, *, tensors: list[Tensor] | None = None) -> dict[str, Any]:
+        """Run an exported function: {"result": JSON-able data, "metrics": {...}, "ms": wall time}.
+
+        Tensors in the result become nested lists, or, when `tensors` is a list, placeholders
+        for the tensors appended to it (see `to_jsonable`).
+        """
         ctx = Context(self.models, self.manifest.name, self.files)
         start = time.perf_counter()
         result = await self.workflow.call(name, args, ctx)
         ms = (time.perf_counter() - start) * 1000
-        return {"result": to_jsonable(result), "metrics": ctx.metrics.values, "ms": ms}
+        return {"result": to_jsonable(result, tensors), "metrics": ctx.metrics.values, "ms": ms}
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -148,14 +148,22 @@ def _type_name(expected: Any) -> str:
     return str(expected).replace("typing.", "")
 
 
-def to_jsonable(value: Any) -> Any:
-    """Turn a workflow result into plain JSON data (Tensors become nested lists)."""
+def to_jsonable(value: Any, tensors: list[Tensor] | None = None) -> Any:
+    """Turn a workflow result into plain JSON data.
+
+    Tensors become nested lists, unless `tensors` is given: then each is appended to it and
+    replaced by ``{"$tensor": index, "dtype": ..., "shape": [...]}``, so that a host can move
+    its buffer as a typed array instead of as JSON text (the worker does).
+    """
     if isinstance(value, Tensor):
-        return value.tolist()
+        if tensors is None:
+            return value.tolist()
+        tensors.append(value)
+        return {"$tensor": len(tensors) - 1, "dtype": value.dtype, "shape": list(value.shape)}
     if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v, tensors) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
+        return [to_jsonable(v, tensors) for v in value]
     if hasattr(value, "tolist"):  # numpy arrays and scalars on CPython
         return value.tolist()
     return value
