@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .bundles._progress import BarFactory, no_bar
 from .bundles.builder import build_bundle
 from .bundles.pypi_assets import fetch_wheel
+from .bundles.signing import dev_key, load_private_key, trusted_key_entry
 
 __all__ = ["SHELL_EXCLUDE", "build_site", "find_project_root"]
 
-# Not part of the precached app shell: bundles have their own cache (versioned URLs).
-SHELL_EXCLUDE = ("bundles/",)
+# Not part of the precached app shell: bundles and their chunks have their own cache.
+SHELL_EXCLUDE = ("bundles/", "chunks/")
 PRECACHE_PLACEHOLDER = "self.__WAYSTATION_PRECACHE"
 
 Progress = Callable[[str], None]
@@ -39,8 +41,15 @@ def find_project_root(start: Path | None = None) -> Path:
     raise FileNotFoundError(f"no build/site.toml in {here} or above: run from a Waystation project")
 
 
-def build_site(root: Path, out: Path, progress: Progress = print) -> dict[str, Any]:
-    """Build the whole site into `out` (replaced); return the boot facts written to boot.json."""
+def build_site(
+    root: Path, out: Path, progress: Progress = print, *, key: Path | None = None, bar: BarFactory = no_bar
+) -> dict[str, Any]:
+    """Build the whole site into `out` (replaced); return the boot facts written to boot.json.
+
+    Bundles are signed with the private key at `key`, or with the development key kept in
+    build/.cache/keys; boot.json lists the matching public key as trusted.
+    """
+    signing_key = load_private_key(key) if key is not None else dev_key()
     config = tomllib.loads((root / "build" / "site.toml").read_text())
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -50,13 +59,15 @@ def build_site(root: Path, out: Path, progress: Progress = print) -> dict[str, A
     pyodide_version = _copy_pyodide(root, config["pyodide"], staging, progress)
     _copy_files(root / config["ort"]["from"], config["ort"]["files"], staging / config["ort"]["to"])
     wheel = _build_wheel(root, staging / "wheels", progress)
-    bundles = _build_bundles(root / config["bundles"]["from"], staging / config["bundles"]["to"], progress)
+    bundles = _build_bundles(root / config["bundles"]["from"], staging, config["bundles"]["to"], progress,
+                             key=signing_key, bar=bar)
     boot = {
         "waystation": __version__,
         "pyodide": pyodide_version,
         "ort": _npm_version(root / "node_modules" / "onnxruntime-web"),
         "wheel": f"wheels/{wheel.name}",
         "bundles": bundles,
+        "trustedKeys": [trusted_key_entry(signing_key)],
     }
     (staging / "boot.json").write_text(json.dumps(boot, indent=2) + "\n")
     entries = _write_service_worker(root / config["service_worker"]["from"], config["service_worker"], staging)
@@ -117,10 +128,11 @@ def _build_wheel(root: Path, dst: Path, progress: Progress) -> Path:
     return wheel
 
 
-def _build_bundles(src: Path, dst: Path, progress: Progress) -> dict[str, str]:
+def _build_bundles(src: Path, site: Path, to: str, progress: Progress, **options: Any) -> dict[str, str]:
+    """Every bundle source under `src` into site/TO/NAME/VERSION, their chunks into site/chunks."""
     built = {}
     for source in sorted(p.parent for p in src.glob("*/bundle.toml")):
-        folder = build_bundle(source, dst, progress)
+        folder = build_bundle(source, site / to, progress, chunk_store=site / "chunks", **options)
         built[folder.parent.name] = folder.name
     return built
 

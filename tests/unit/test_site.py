@@ -40,7 +40,7 @@ def test_service_worker_precaches_the_shell_by_revision(site_dir):
     for required in ("index.html", "waystation.js", "worker.js", "pyodide/pyodide.asm.wasm",
                      "ort/ort-wasm-simd-threaded.wasm", "boot.json", "sw/precache.js"):
         assert required in urls
-    assert not any(u.startswith("bundles/") for u in urls)  # bundles are cached by version
+    assert not any(u.startswith(("bundles/", "chunks/")) for u in urls)  # bundles are cached by version
     page = (site_dir / "index.html").read_bytes()
     assert urls["index.html"] == hashlib.sha256(page).hexdigest()[:20]
 
@@ -48,3 +48,22 @@ def test_service_worker_precaches_the_shell_by_revision(site_dir):
 def test_no_file_is_loaded_from_another_origin(site_dir):
     for path in [*site_dir.glob("*.js"), *site_dir.glob("*.html"), *site_dir.glob("sw/*.js")]:
         assert not re.search(r"https?://(?!127\.0\.0\.1)", path.read_text()), path
+
+
+def test_bundles_are_signed_by_the_key_boot_json_trusts(site_dir):
+    from waystation.device import Manifest
+    from waystation.device.signature import verify_manifest
+
+    keys = json.loads((site_dir / "boot.json").read_text())["trustedKeys"]
+    assert [sorted(k) for k in keys] == [["alg", "id", "publicKey"]] and keys[0]["alg"] == "Ed25519"
+    for path in (site_dir / "bundles").glob("*/*/manifest.json"):
+        manifest = Manifest.from_json(path.read_bytes())
+        assert manifest.signature.key == keys[0]["id"]
+        verify_manifest(manifest, [k["publicKey"] for k in keys])
+
+
+def test_every_chunk_of_every_bundle_is_in_dist_chunks(site_dir):
+    for path in (site_dir / "bundles").glob("*/*/manifest.json"):
+        for entry in json.loads(path.read_text())["files"]:
+            data = b"".join((site_dir / "chunks" / sha).read_bytes() for sha, _ in entry["chunks"])
+            assert data == (path.parent / entry["path"]).read_bytes()

@@ -1,8 +1,9 @@
-"""Build a bundle source folder into a servable bundle: files + manifest.json.
+"""Build a bundle source folder into a servable bundle: files, chunks, signed manifest.json.
 
     dist/bundles/digits/latest.json            {"version": "1.0.0"}
-    dist/bundles/digits/1.0.0/manifest.json
+    dist/bundles/digits/1.0.0/manifest.json    lists each file with its chunks; signed
     dist/bundles/digits/1.0.0/classifier.onnx, workflow.py, samples.json
+    dist/chunks/<sha256>                       the chunks of every file, content-addressed
 """
 
 from __future__ import annotations
@@ -12,19 +13,36 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..device.errors import BundleError
 from ..device.manifest import FORMAT, Manifest
+from ._progress import BarFactory, no_bar
+from .chunks import ChunkStore, split
 from .pypi_assets import cache_dir
 from .source import BundleSource
 
-__all__ = ["build_bundle", "model_schema"]
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+__all__ = ["build_bundle", "manifest_text", "model_schema"]
 
 
-def build_bundle(source_dir: str | Path, out_root: str | Path, progress: Callable[[str], None] = print) -> Path:
-    """Build `source_dir` into `out_root/NAME/VERSION/` and return that folder."""
+def build_bundle(
+    source_dir: str | Path,
+    out_root: str | Path,
+    progress: Callable[[str], None] = print,
+    *,
+    key: Ed25519PrivateKey | None = None,
+    chunk_store: str | Path | None = None,
+    bar: BarFactory = no_bar,
+) -> Path:
+    """Build `source_dir` into `out_root/NAME/VERSION/` and return that folder.
+
+    The manifest is signed with `key` when one is given; the files' chunks are written to
+    `chunk_store` (a `chunks/` folder beside the bundles) when one is given.
+    """
     source = BundleSource.load(source_dir)
     made = _recipe_output(source, progress)
     target = Path(out_root) / source.name / source.version
@@ -40,20 +58,36 @@ def build_bundle(source_dir: str | Path, out_root: str | Path, progress: Callabl
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(origin, target / name)
 
-    manifest = Manifest.from_dict({
+    data = {
         "format": FORMAT,
         "name": source.name,
         "version": source.version,
+        "parent": source.parent,
         "description": source.description,
         "runtime": __version__,
         "workflow": source.workflow,
-        "files": [_file_entry(target, name) for name in names],
-        "models": {key: {"file": m["file"], **model_schema(target / m["file"])} for key, m in source.models.items()},
-    })
-    (target / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+        "files": _file_entries(target, names, chunk_store, bar),
+        "models": {k: {"file": m["file"], **model_schema(target / m["file"])} for k, m in source.models.items()},
+    }
+    if key is not None:
+        from .signing import sign_manifest
+
+        data = sign_manifest(data, key)
+    Manifest.from_dict(data)  # what we write must parse
+    (target / "manifest.json").write_text(manifest_text(data), encoding="utf-8")
     (target.parent / "latest.json").write_text(json.dumps({"version": source.version}) + "\n")
     progress(f"built bundle {source.name} {source.version} -> {target}")
     return target
+
+
+def manifest_text(data: dict[str, Any]) -> str:
+    """The manifest as written: a line per field and per file (the signature covers the values, not this layout)."""
+    def line(key: str, value: Any) -> str:
+        if key == "files":
+            return '"files": [\n' + ",\n".join(f"    {json.dumps(f, ensure_ascii=False)}" for f in value) + "\n  ]"
+        return f"{json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}"
+
+    return "{\n" + ",\n".join(f"  {line(k, v)}" for k, v in data.items()) + "\n}\n"
 
 
 def _recipe_output(source: BundleSource, progress: Callable[[str], None]) -> Path:
@@ -72,9 +106,23 @@ def _recipe_output(source: BundleSource, progress: Callable[[str], None]) -> Pat
     return out
 
 
-def _file_entry(root: Path, name: str) -> dict[str, Any]:
-    data = (root / name).read_bytes()
-    return {"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+def _file_entries(root: Path, names: list[str], chunk_store: str | Path | None, bar: BarFactory) -> list[dict[str, Any]]:
+    """Hash and chunk each file, storing its chunks; one bar over all the bytes."""
+    store = ChunkStore(chunk_store) if chunk_store is not None else None
+    meter = bar(sum((root / name).stat().st_size for name in names), "chunking")
+    entries = []
+    try:
+        for name in names:
+            data = (root / name).read_bytes()
+            chunks = split(data)
+            if store is not None:
+                store.put_file(data, chunks)
+            entries.append({"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                            "chunks": [list(c) for c in chunks]})
+            meter.update(len(data))
+    finally:
+        meter.close()
+    return entries
 
 
 def model_schema(path: Path) -> dict[str, Any]:

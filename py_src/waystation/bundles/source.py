@@ -1,7 +1,8 @@
 """A bundle source folder under models/: `bundle.toml`, a recipe, a workflow script.
 
     name = "digits"
-    version = "1.0.0"
+    version = "1.0.1"
+    parent = "1.0.0"              # the version this one updates (optional: none for a first version)
     workflow = "workflow.py"
     recipe = "recipe.py"          # build(out_dir, progress) -> {name: path} of what it made
     files = ["samples.json"]      # extra files: made by the recipe, or copied from the folder
@@ -36,6 +37,7 @@ class BundleSource:
     recipe: str | None
     files: list[str]
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    parent: str | None = None
 
     @classmethod
     def load(cls, root: str | Path) -> BundleSource:
@@ -50,6 +52,8 @@ class BundleSource:
         for key in ("name", "version", "workflow"):
             if not isinstance(config.get(key), str):
                 raise BundleError(f"{config_path}: {key!r} must be a string")
+        if not isinstance(config.get("parent", ""), str):
+            raise BundleError(f"{config_path}: 'parent' must be a string (a version) when given")
         return cls(
             root=root,
             name=config["name"],
@@ -59,6 +63,7 @@ class BundleSource:
             recipe=config.get("recipe"),
             files=list(config.get("files", [])),
             models=dict(config.get("models", {})),
+            parent=config.get("parent"),
         )
 
     def fingerprint(self) -> str:

@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from .errors import BundleError
 from .hosts import Host, default_host
 from .manifest import Manifest
 from .model import Model
+from .signature import TrustedKey, verify_manifest
 from .tensor import Tensor
 from .workflow import Workflow, to_jsonable
 
@@ -65,10 +67,19 @@ class App:
         return self.manifest.version
 
     @classmethod
-    async def open(cls, root: str | Path, *, host: Host | None = None, verify: bool = True) -> App:
-        """Load a bundle folder: check its files against the manifest, load models, import the workflow."""
+    async def open(
+        cls, root: str | Path, *, host: Host | None = None, verify: bool = True,
+        trusted_keys: Iterable[TrustedKey] | None = None,
+    ) -> App:
+        """Load a bundle folder: check its files against the manifest, load models, import the workflow.
+
+        With `trusted_keys` (CPython only: the browser checks signatures with WebCrypto), a
+        bundle whose manifest is not signed by one of them is refused.
+        """
         root = Path(root)
         manifest = Manifest.from_json(_read(root / "manifest.json"))
+        if trusted_keys is not None:
+            verify_manifest(manifest, trusted_keys)
         if verify:
             for entry in manifest.files.values():
                 _verify(root, entry.path, entry.size, entry.sha256)
