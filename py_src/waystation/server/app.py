@@ -15,6 +15,8 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from .bundles_api import bundle_routes
+from .registry import Registry
 from .static import ISOLATION_HEADERS, SiteFiles
 
 __all__ = ["create_app"]
@@ -50,6 +52,7 @@ def create_app(site: str | Path = "dist", data: str | Path = "data") -> Starlett
 
     routes = [
         Route("/api/health", health),
+        *bundle_routes(Registry(data), site),
         Mount("/", SiteFiles(directory=site, html=True, check_dir=True), name="site"),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(IsolationHeaders)])

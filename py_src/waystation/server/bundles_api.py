@@ -1,0 +1,70 @@
+"""The bundle API: which manifest a device should run, and the chunks manifests point at.
+
+    GET /api/bundles/{name}/channels/{channel}?device=ID   the manifest, as published (ETag)
+    GET /chunks/{sha256}                                    a chunk, immutable
+
+Chunks come from the registry's store (data/chunks), then from the built site's (dist/chunks),
+so bundles built into the site need no publishing to be fetched by chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ..bundles.chunks import ChunkStore
+from .registry import Registry
+
+__all__ = ["IMMUTABLE", "bundle_routes"]
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_DEVICE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+def bundle_routes(registry: Registry, site: Path) -> list[BaseRoute]:
+    """The routes, over `registry` and the chunks of the site built in `site`."""
+    stores = [registry.chunks, ChunkStore(site / "chunks")]
+
+    async def channel_manifest(request: Request) -> Response:
+        name, channel = request.path_params["name"], request.path_params["channel"]
+        device = request.query_params.get("device", "")
+        if not _DEVICE.fullmatch(device):
+            return _error(400, "?device= must be a device id of 1-128 letters, digits, '.', '_', ':' or '-'")
+        manifest = registry.resolve(name, channel, device)
+        if manifest is None:
+            return _error(404, f"no release of {name!r} on channel {channel!r} includes this device")
+        etag = f'"{hashlib.sha256(manifest).hexdigest()}"'
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}
+        if etag in _etags(request.headers.get("if-none-match", "")):
+            return Response(status_code=304, headers=headers)
+        return Response(manifest, media_type="application/json", headers=headers)
+
+    async def chunk(request: Request) -> Response:
+        sha256 = request.path_params["sha256"]
+        if not _SHA256.fullmatch(sha256):
+            return _error(400, f"{sha256[:80]!r} is not a chunk address (64 lowercase hex digits)")
+        for store in stores:
+            path = store.path(sha256)
+            if path.is_file():
+                headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{sha256}"'}
+                return FileResponse(path, media_type="application/octet-stream", headers=headers)
+        return _error(404, f"no chunk {sha256}")
+
+    return [
+        Route("/api/bundles/{name}/channels/{channel}", channel_manifest),
+        Route("/chunks/{sha256:path}", chunk),  # every path below /chunks/: malformed ones get a 400
+    ]
+
+
+def _etags(header: str) -> set[str]:
+    return {tag.strip().removeprefix("W/") for tag in header.split(",")}
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers={"Cache-Control": "no-store"})
