@@ -1,8 +1,13 @@
 """The `waystation` command.
 
-    waystation build [--out dist]
+    waystation build [--out dist] [--key KEY]
     waystation serve [--host 127.0.0.1] [--port 8000] [--data data]
     waystation run models/digits classify_features --args '{"features": [[0, 0, 5, ...]]}'
+    waystation keys [--out keys]
+    waystation bundle build models/digits [--out build/bundles] [--key keys/waystation.key]
+    waystation bundle publish build/bundles/digits/1.0.0 --channel stable --rollout 25 [--data data]
+    waystation bundle diff build/bundles/digits/1.0.0 build/bundles/digits/1.0.1 [--json]
+    waystation bundle rollback --channel stable --bundle digits [--data data]
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     build = commands.add_parser("build", help="build the static site")
     build.add_argument("--out", type=Path, default=Path("dist"), help="output folder (default: dist)")
     build.add_argument("--project", type=Path, default=None, help="project root (default: found from cwd)")
+    build.add_argument("--key", type=Path, default=None, help="private key signing the bundles (default: a dev key)")
     build.set_defaults(handler=_build)
 
     serve = commands.add_parser("serve", help="serve the site and the APIs (builds first if needed)")
@@ -59,14 +65,53 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--args", default="{}", help="JSON object of named arguments, or array of positional ones")
     run.add_argument("--metrics", action="store_true", help="print {result, metrics, ms} instead of the result")
     run.set_defaults(handler=_run)
+
+    keys = commands.add_parser("keys", help="make an Ed25519 key pair for signing bundles")
+    keys.add_argument("--out", type=Path, default=Path("keys"), help="folder for NAME.key and NAME.pub (default: keys)")
+    keys.add_argument("--name", default="waystation", help="file name of the pair (default: waystation)")
+    keys.set_defaults(handler=_keys)
+
+    _bundle_parser(commands.add_parser("bundle", help="build, publish, compare and roll back bundles"))
     return parser
+
+
+def _bundle_parser(bundle: argparse.ArgumentParser) -> None:
+    commands = bundle.add_subparsers(required=True, metavar="COMMAND")
+    data_help = "the server's data folder (default: data)"
+
+    build = commands.add_parser("build", help="build a bundle source into NAME/VERSION, chunks and a signed manifest")
+    build.add_argument("source", type=Path, help="a bundle source folder (with bundle.toml)")
+    build.add_argument("--out", type=Path, default=Path("build/bundles"), help="output folder (default: build/bundles)")
+    build.add_argument("--key", type=Path, default=None, help="private key to sign with (default: the dev key)")
+    build.set_defaults(handler=_bundle_build)
+
+    publish = commands.add_parser("publish", help="publish a built bundle to a channel of the server's registry")
+    publish.add_argument("bundle", type=Path, help="a built bundle folder (NAME/VERSION with manifest.json)")
+    publish.add_argument("--channel", default="stable", help="channel to release on (default: stable)")
+    publish.add_argument("--rollout", type=int, default=100, metavar="PERCENT", help="share of devices (default: 100)")
+    publish.add_argument("--data", type=Path, default=Path("data"), help=data_help)
+    publish.add_argument("--trusted-key", type=Path, action="append", default=None, metavar="PUB",
+                         help="refuse the bundle unless signed by this public key (repeatable)")
+    publish.set_defaults(handler=_bundle_publish)
+
+    diff = commands.add_parser("diff", help="what a device on bundle A fetches to reach bundle B")
+    diff.add_argument("a", type=Path, help="built bundle folder or manifest.json")
+    diff.add_argument("b", type=Path, help="built bundle folder or manifest.json")
+    diff.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    diff.set_defaults(handler=_bundle_diff)
+
+    rollback = commands.add_parser("rollback", help="withdraw a channel's newest release")
+    rollback.add_argument("--channel", default="stable", help="channel (default: stable)")
+    rollback.add_argument("--bundle", required=True, help="bundle name")
+    rollback.add_argument("--data", type=Path, default=Path("data"), help=data_help)
+    rollback.set_defaults(handler=_bundle_rollback)
 
 
 def _build(args: argparse.Namespace) -> None:
     from .site import build_site, find_project_root
 
     root = args.project or find_project_root()
-    build_site(root, args.out.resolve(), progress=_say)
+    build_site(root, args.out.resolve(), progress=_say, key=args.key, bar=_bar)
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -111,6 +156,57 @@ def _built_bundle(bundle: Path) -> Path:
     from .bundles.pypi_assets import cache_dir
 
     return build_bundle(bundle, cache_dir() / "run", progress=lambda msg: print(msg, file=sys.stderr))
+
+
+def _keys(args: argparse.Namespace) -> None:
+    from .bundles.signing import generate_keys, load_private_key, trusted_key_entry
+
+    private, public = generate_keys(args.out, args.name)
+    print(json.dumps({"private": str(private), "public": str(public), **trusted_key_entry(load_private_key(private))}))
+
+
+def _bundle_build(args: argparse.Namespace) -> None:
+    from .bundles.builder import build_bundle
+
+    folder = build_bundle(args.source, args.out, progress=_say, key=_signing_key(args.key),
+                          chunk_store=args.out / "chunks", bar=_bar)
+    print(folder)
+
+
+def _signing_key(path: Path | None) -> Any:
+    from .bundles.signing import dev_key, load_private_key
+
+    return load_private_key(path) if path is not None else dev_key()
+
+
+def _bundle_publish(args: argparse.Namespace) -> None:
+    from .server.registry import Registry
+
+    trusted = [p.read_text() for p in args.trusted_key] if args.trusted_key else None
+    release = Registry(args.data).publish(args.bundle, args.channel, args.rollout, trusted_keys=trusted, bar=_bar)
+    print(f"published {release}")
+
+
+def _bundle_diff(args: argparse.Namespace) -> None:
+    from .bundles.diff import BundleDiff, load_manifest
+
+    diff = BundleDiff.between(load_manifest(args.a), load_manifest(args.b))
+    print(json.dumps(diff.to_dict(), indent=2) if args.json else diff.table())
+
+
+def _bundle_rollback(args: argparse.Namespace) -> None:
+    from .server.registry import Registry
+
+    withdrawn, current = Registry(args.data).rollback(args.bundle, args.channel)
+    print(f"rolled back {withdrawn}; now {current}")
+
+
+def _bar(total: int, desc: str) -> Any:
+    """A byte progress bar on stderr (shown on a terminal only)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                leave=False, disable=None)
 
 
 def _say(message: str) -> None:
