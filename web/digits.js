@@ -1,4 +1,4 @@
-// The demo app: draw a digit, and a Python workflow in a worker classifies it on the device.
+// The digits demo: draw a digit, and a Python workflow in a worker classifies it on the device.
 import { open } from "./waystation.js";
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));

@@ -38,16 +38,25 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
     context.close()
 
 
-@pytest.fixture
-def page(context: BrowserContext, server) -> Page:
-    """The demo page, loaded and ready (Python booted, bundle open)."""
+def open_page(context: BrowserContext, url: str) -> Page:
+    """A page loaded and ready (Python booted, bundle open), with no uncaught error."""
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(server.url + "/")
+    page.goto(url)
     wait_ready(page)
     assert not errors, errors
     return page
+
+
+@pytest.fixture
+def digits_page(context: BrowserContext, server) -> Page:
+    return open_page(context, server.url + "/digits.html")
+
+
+@pytest.fixture
+def notes_page(context: BrowserContext, server) -> Page:
+    return open_page(context, server.url + "/")
 
 
 def wait_ready(page: Page) -> None:

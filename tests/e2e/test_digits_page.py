@@ -29,28 +29,28 @@ def run_on_cpython(site_dir, function: str, args: dict):
     return json.loads(out.stdout)
 
 
-def test_demo_page_boots_cross_origin_isolated_and_classifies_a_sample(page):
-    assert "cross-origin isolated: true" in page.text_content("#facts")
-    page.click(".samples button >> nth=0")
-    page.wait_for_function("document.querySelector('#latency').textContent.includes('on-device latency')")
-    assert page.text_content("#answer") == "0"
-    assert page.locator("#top li").count() == 3
+def test_demo_page_boots_cross_origin_isolated_and_classifies_a_sample(digits_page):
+    assert "cross-origin isolated: true" in digits_page.text_content("#facts")
+    digits_page.click(".samples button >> nth=0")
+    digits_page.wait_for_function("document.querySelector('#latency').textContent.includes('on-device latency')")
+    assert digits_page.text_content("#answer") == "0"
+    assert digits_page.locator("#top li").count() == 3
 
 
-def test_drawing_on_the_pad_is_classified(page):
-    box = page.locator("#pad").bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.85, steps=12)
-    page.mouse.up()  # a vertical stroke: a one
-    page.wait_for_function("document.querySelector('#latency').textContent.includes('on-device latency')")
-    assert page.text_content("#answer") == "1"
+def test_drawing_on_the_pad_is_classified(digits_page):
+    box = digits_page.locator("#pad").bounding_box()
+    digits_page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15)
+    digits_page.mouse.down()
+    digits_page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.85, steps=12)
+    digits_page.mouse.up()  # a vertical stroke: a one
+    digits_page.wait_for_function("document.querySelector('#latency').textContent.includes('on-device latency')")
+    assert digits_page.text_content("#answer") == "1"
 
 
-def test_call_matches_waystation_run_on_cpython(page, site_dir):
+def test_call_matches_waystation_run_on_cpython(digits_page, site_dir):
     samples = run_on_cpython(site_dir, "samples", {})
     args = {"features": [s["pixels"] for s in samples]}
-    browser = page.evaluate(OPEN_AND_CALL, ["classify_features", args])
+    browser = digits_page.evaluate(OPEN_AND_CALL, ["classify_features", args])
     assert browser["ok"], browser
     assert browser["version"] == "1.0.0"
     cpython = run_on_cpython(site_dir, "classify_features", args)
@@ -61,10 +61,10 @@ def test_call_matches_waystation_run_on_cpython(page, site_dir):
     np.testing.assert_allclose(p_browser, p_cpython, atol=1e-5)
 
 
-def test_tensor_results_arrive_as_typed_arrays_equal_to_cpython(page, site_dir):
+def test_tensor_results_arrive_as_typed_arrays_equal_to_cpython(digits_page, site_dir):
     samples = run_on_cpython(site_dir, "samples", {})
     args = {"features": [s["pixels"] for s in samples]}
-    browser = page.evaluate(OPEN_AND_CALL.replace("value: await app.call(name, args)",
+    browser = digits_page.evaluate(OPEN_AND_CALL.replace("value: await app.call(name, args)",
         "value: await app.call(name, args).then((t) => ({...t, kind: t.data.constructor.name, data: Array.from(t.data)}))"),
         ["probabilities", args])
     assert browser["ok"], browser
@@ -84,15 +84,15 @@ def test_tensor_results_arrive_as_typed_arrays_equal_to_cpython(page, site_dir):
         ("nope", {}, "WorkflowError", "no exported function 'nope'"),
     ],
 )
-def test_python_errors_reject_the_promise_with_type_and_message(page, function, args, name, message):
-    result = page.evaluate(OPEN_AND_CALL, [function, args])
+def test_python_errors_reject_the_promise_with_type_and_message(digits_page, function, args, name, message):
+    result = digits_page.evaluate(OPEN_AND_CALL, [function, args])
     assert not result["ok"] and result["isError"]
     assert result["name"] == name
     assert message in result["message"]
 
 
-def test_unknown_bundle_rejects_with_a_clear_error(page):
-    result = page.evaluate("""async () => {
+def test_unknown_bundle_rejects_with_a_clear_error(digits_page):
+    result = digits_page.evaluate("""async () => {
       const { open } = await import("/waystation.js");
       try { await open({ bundle: "no-such-bundle" }); return null; }
       catch (e) { return { name: e.name, message: e.message }; }
@@ -100,14 +100,14 @@ def test_unknown_bundle_rejects_with_a_clear_error(page):
     assert result == {"name": "BundleError", "message": 'cannot fetch bundle "no-such-bundle": HTTP 404 for /bundles/no-such-bundle/latest.json'}
 
 
-def test_offline_reload_still_boots_and_answers(page, context, server):
-    page.evaluate("navigator.serviceWorker.ready")  # the shell is precached once the worker is active
+def test_offline_reload_still_boots_and_answers(digits_page, context, server):
+    digits_page.evaluate("navigator.serviceWorker.ready")  # the shell is precached once the worker is active
     context.set_offline(True)
-    assert page.evaluate("fetch('/api/health').then(() => 'online', () => 'offline')") == "offline"
-    page.reload()
-    wait_ready(page)
-    page.click(".samples button >> nth=4")
-    page.wait_for_function("document.querySelector('#latency').textContent.includes('on-device latency')",
+    assert digits_page.evaluate("fetch('/api/health').then(() => 'online', () => 'offline')") == "offline"
+    digits_page.reload()
+    wait_ready(digits_page)
+    digits_page.click(".samples button >> nth=4")
+    digits_page.wait_for_function("document.querySelector('#latency').textContent.includes('on-device latency')",
                            timeout=BOOT_TIMEOUT_MS)
-    assert page.text_content("#answer") == "2"
-    assert page.evaluate("navigator.serviceWorker.controller !== null")
+    assert digits_page.text_content("#answer") == "2"
+    assert digits_page.evaluate("navigator.serviceWorker.controller !== null")
