@@ -85,8 +85,8 @@ class App:
                 _verify(root, entry.path, entry.size, entry.sha256)
         host = host or default_host()
         models: dict[str, Model] = {}
-        for name, entry in manifest.models.items():
-            session = await host.load_model(_read(root / entry.file), label=f"{manifest.name}/{name}")
+        for name, model in manifest.models.items():
+            session = await host.load_model(_read(root / model.file), label=f"{manifest.name}/{name}")
             models[name] = Model(name, session)
         module_name = f"waystation_bundle_{manifest.name}_{next(_module_ids)}"
         workflow = Workflow.load(root / manifest.workflow, module_name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import array
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from .errors import ArgumentError
 
@@ -76,7 +76,7 @@ class Tensor:
 
     def tolist(self) -> Any:
         """Nested Python lists, like `numpy.ndarray.tolist`."""
-        flat = self._data.tolist()
+        flat: Any = self._data.tolist()
         for dim in reversed(self.shape[1:]):
             flat = [flat[i : i + dim] for i in range(0, len(flat), dim)]
         return flat if self.shape else flat[0]
@@ -131,11 +131,11 @@ def _pack(dtype: str, flat: Iterable[Any]) -> memoryview:
         if fmt in _ARRAY_TYPECODES:
             return memoryview(array.array(fmt, flat))
         if fmt == "?":
-            return memoryview(bytes(bool(v) for v in flat)).cast("?")
+            return cast(memoryview, memoryview(bytes(bool(v) for v in flat)).cast("?"))
         import struct
 
         items = list(flat)
-        return memoryview(struct.pack(f"<{len(items)}{fmt}", *items)).cast(fmt)
+        return memoryview(struct.pack(f"<{len(items)}{fmt}", *items)).cast(fmt)  # type: ignore[call-overload]
     except (TypeError, OverflowError) as exc:
         raise ArgumentError(f"cannot store these values as {dtype}: {exc}") from None
 
@@ -157,7 +157,7 @@ def _wrap_buffer(dtype: str, data: Any) -> tuple[memoryview, tuple[int, ...]]:
     flat = view.cast("B")
     if flat.nbytes % _itemsize(fmt):
         raise ArgumentError(f"{flat.nbytes} bytes are not a whole number of {dtype} elements")
-    return flat.cast(fmt), tuple(shape)
+    return flat.cast(fmt), tuple(shape)  # type: ignore[call-overload]
 
 
 def _itemsize(fmt: str) -> int:
