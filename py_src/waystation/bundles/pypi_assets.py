@@ -13,7 +13,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-__all__ = ["cache_dir", "fetch_wheel", "extract_wheel"]
+__all__ = ["cache_dir", "extract_wheel", "fetch_wheel"]
 
 
 def cache_dir() -> Path:

@@ -8,11 +8,14 @@ A built bundle is a folder with `manifest.json` and the files it lists:
                 "chunks": [["<sha256 of the chunk>", 4653]]}, ...],
      "models": {"classifier": {"file": "classifier.onnx", "opset": 17,
                                "inputs": [{"name": "pixels", "dtype": "float32", "shape": ["?", 64]}],
-                               "outputs": [...]}},
+                               "outputs": [...],
+                               "sample": {"pixels": {"dtype": "float32", "shape": [1, 64], "fill": 0}}}},
      "signature": {"alg": "Ed25519", "key": "<16 hex>", "value": "<base64>"}}
 
 `parent` is the version this one updates (or null), `runtime` the oldest Waystation that can
-run it. Each file lists its content-defined chunks in order: SHA-256 hex of the chunk's bytes
+run it. A model's optional `sample` is the input its smoke check feeds it before a new version
+becomes active on a device (`waystation.device.smoke`): per input a dtype, a concrete shape and
+an integer every element is set to. Each file lists its content-defined chunks in order: SHA-256 hex of the chunk's bytes
 and its size; they cover the file exactly, and are fetched from `chunks/<sha256>`.
 
 Canonical JSON, the bytes that are signed (`canonical_json`, `Manifest.payload`):
@@ -40,7 +43,7 @@ from typing import Any
 
 from .errors import BundleError
 
-__all__ = ["FORMAT", "SIGNATURE_ALG", "FileEntry", "Manifest", "ModelEntry", "Signature", "canonical_json"]
+__all__ = ["FORMAT", "FileEntry", "Manifest", "ModelEntry", "SIGNATURE_ALG", "Signature", "canonical_json"]
 
 FORMAT = 2
 SIGNATURE_ALG = "Ed25519"
@@ -70,6 +73,14 @@ class ModelEntry:
     opset: int
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
+    #: {input name: {"dtype", "shape", "fill"}}: the smoke check's input, when the bundle declares one.
+    sample: dict[str, dict[str, Any]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"file": self.file, "opset": self.opset, "inputs": self.inputs, "outputs": self.outputs}
+        if self.sample is not None:
+            data["sample"] = self.sample
+        return data
 
 
 @dataclass(frozen=True)
@@ -141,7 +152,7 @@ class Manifest:
             "runtime": self.runtime,
             "workflow": self.workflow,
             "files": [f.to_dict() for f in self.files.values()],
-            "models": {k: vars(m) for k, m in self.models.items()},
+            "models": {k: m.to_dict() for k, m in self.models.items()},
             **self.extra,
         }
         if self.signature is not None:
@@ -262,7 +273,29 @@ def _model(name: Any, item: Any, files: dict[str, FileEntry]) -> ModelEntry:
         opset=int(item.get("opset", 0)),
         inputs=list(item.get("inputs", [])),
         outputs=list(item.get("outputs", [])),
+        sample=_sample(name, item["sample"]) if "sample" in item else None,
     )
+
+
+def _sample(model: Any, item: Any) -> dict[str, dict[str, Any]]:
+    where = f"manifest model {model!r} sample"
+    if not isinstance(item, dict) or not item:
+        raise BundleError(f"{where} must map input names to {{dtype, shape, fill}}")
+    for name, spec in item.items():
+        if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "fill"}:
+            raise BundleError(f"{where} {name!r} must have exactly 'dtype', 'shape' and 'fill'")
+        shape, fill = spec["shape"], spec["fill"]
+        if not isinstance(spec["dtype"], str):
+            raise BundleError(f"{where} {name!r}: dtype must be a string such as 'float32'")
+        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+            raise BundleError(f"{where} {name!r}: shape must be a list of sizes (integers >= 0), got {shape!r}")
+        if not _is_int(fill):
+            raise BundleError(f"{where} {name!r}: fill must be an integer (manifests hold no floats), got {fill!r}")
+    return dict(item)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _signature(item: Any) -> Signature:
