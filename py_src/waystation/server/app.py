@@ -18,6 +18,7 @@ from .. import __version__
 from .bundles_api import bundle_routes
 from .registry import Registry
 from .static import ISOLATION_HEADERS, SiteFiles
+from .sync import sync_routes
 
 __all__ = ["create_app"]
 
@@ -50,12 +51,14 @@ def create_app(site: str | Path = "dist", data: str | Path = "data") -> Starlett
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "waystation": __version__})
 
+    sync, sync_lifespan = sync_routes(data)
     routes = [
         Route("/api/health", health),
         *bundle_routes(Registry(data), site),
+        *sync,
         Mount("/", SiteFiles(directory=site, html=True, check_dir=True), name="site"),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(IsolationHeaders)])
+    app = Starlette(routes=routes, middleware=[Middleware(IsolationHeaders)], lifespan=sync_lifespan)
     app.state.site = site
     app.state.data = data
     return app

@@ -1,0 +1,70 @@
+"""CRDT state sync: a y-websocket server over pycrdt, persisted to SQLite.
+
+Clients (Yjs + y-websocket in the page, pycrdt on CPython) log in for a token, then open
+`/api/sync/ws/USER/DOC?token=...`; each user reaches only their own documents. Documents
+live in `data/sync.sqlite3`, written behind and compacted (see `store`).
+
+    routes, lifespan = sync_routes(Path("data"))
+    app = Starlette(routes=[*routes, ...], lifespan=lifespan)
+
+Why not pycrdt-websocket: its `WebsocketServer`/`YRoom` await client sends inside the
+room's task group, so one client vanishing mid-broadcast stops every room; a second client
+of a new room can wait forever on the room's start lock; rooms never load from a store; and
+its per-update writes are cancelled or lost on close and SIGTERM (measured, shared/DESIGN.md).
+Fixing that means overriding most of `YRoom` and `WebsocketServer`. The protocol itself is
+small: this package keeps pycrdt (`Doc`, `merge_updates`, its message helpers) and owns the
+rest in a few hundred lines: a never-blocking outbox per client (`client`), rooms whose
+message handling never awaits (`rooms`), and a write-behind store (`store`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from starlette.routing import BaseRoute
+
+from .auth import AccountError, Accounts
+from .config import SyncConfig
+from .endpoint import SyncEndpoint
+from .protocol import ProtocolError
+from .rooms import Room, Rooms
+from .store import UpdateStore
+
+__all__ = [
+    "AccountError",
+    "Accounts",
+    "ProtocolError",
+    "Room",
+    "Rooms",
+    "SyncConfig",
+    "SyncEndpoint",
+    "UpdateStore",
+    "sync_routes",
+]
+
+Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
+
+
+def sync_routes(data: Path, config: SyncConfig | None = None) -> tuple[list[BaseRoute], Lifespan]:
+    """The sync routes over `data/sync.sqlite3`, and the lifespan that opens and flushes the store.
+
+    The lifespan must run (Starlette's `lifespan=`): on shutdown, SIGTERM included, it writes
+    every buffered update before the process exits.
+    """
+    config = config or SyncConfig.from_env()
+    path = data / "sync.sqlite3"
+    store = UpdateStore(path, flush_interval=config.flush_seconds, compact_after=config.compact_after)
+    endpoint = SyncEndpoint(Accounts(path, token_days=config.token_days), Rooms(store), config)
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        await store.open()
+        try:
+            yield
+        finally:
+            await store.close()
+
+    return endpoint.routes(), lifespan

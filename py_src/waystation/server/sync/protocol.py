@@ -1,0 +1,181 @@
+"""The y-websocket wire protocol: parsing what clients send, encoding what the server sends.
+
+Every WebSocket message is one binary frame, `varUint type` then a body
+(y-protocols `sync.js`, `awareness.js`, `auth.js`; y-websocket `src/y-websocket.js`):
+
+    0 SYNC             varUint step (0 step 1, 1 step 2, 2 update), varUint8Array payload
+    1 AWARENESS        varUint8Array awareness update
+    2 AUTH             varUint 0 (permission denied), varString reason   (server -> client)
+    3 QUERY_AWARENESS  nothing
+
+pycrdt's `Decoder` reads past the end of a short message without complaint, so parsing
+here is strict: a message that does not decode exactly raises `ProtocolError`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import IntEnum
+
+from pycrdt import create_awareness_message, create_update_message, write_var_uint
+
+from ...device.errors import WaystationError
+
+__all__ = [
+    "AwarenessEntry",
+    "AwarenessMessage",
+    "Message",
+    "MessageType",
+    "ProtocolError",
+    "QueryAwareness",
+    "SyncMessage",
+    "SyncStep",
+    "encode_awareness",
+    "encode_permission_denied",
+    "encode_sync_step1",
+    "encode_sync_step2",
+    "encode_update",
+    "parse",
+]
+
+_MAX_VAR_UINT = 2**53 - 1  # lib0 reads var uints into JS numbers
+
+
+class ProtocolError(WaystationError, ValueError):
+    """A client sent a message that is not valid y-websocket protocol."""
+
+
+class MessageType(IntEnum):
+    SYNC = 0
+    AWARENESS = 1
+    AUTH = 2
+    QUERY_AWARENESS = 3
+
+
+class SyncStep(IntEnum):
+    STEP1 = 0
+    STEP2 = 1
+    UPDATE = 2
+
+
+@dataclass(frozen=True)
+class SyncMessage:
+    step: SyncStep
+    payload: bytes  # a state vector for STEP1, an update otherwise
+
+
+@dataclass(frozen=True)
+class AwarenessEntry:
+    client_id: int
+    clock: int
+    state: str  # JSON text as sent; "null" means the client left
+
+
+@dataclass(frozen=True)
+class AwarenessMessage:
+    entries: tuple[AwarenessEntry, ...]
+
+
+@dataclass(frozen=True)
+class QueryAwareness:
+    pass
+
+
+Message = SyncMessage | AwarenessMessage | QueryAwareness
+
+
+def parse(data: bytes) -> Message:
+    """Decode one client message, or raise `ProtocolError`."""
+    reader = _Reader(data)
+    kind = reader.var_uint()
+    if kind == MessageType.SYNC:
+        step = reader.var_uint()
+        if step not in SyncStep.__members__.values():
+            raise ProtocolError(f"unknown sync step {step}")
+        message: Message = SyncMessage(SyncStep(step), reader.var_bytes())
+    elif kind == MessageType.AWARENESS:
+        message = AwarenessMessage(_awareness_entries(reader.var_bytes()))
+    elif kind == MessageType.QUERY_AWARENESS:
+        message = QueryAwareness()
+    else:
+        raise ProtocolError(f"unknown message type {kind}")
+    reader.end()
+    return message
+
+
+def _awareness_entries(update: bytes) -> tuple[AwarenessEntry, ...]:
+    reader = _Reader(update)
+    entries = []
+    for _ in range(reader.var_uint()):
+        client_id, clock, state = reader.var_uint(), reader.var_uint(), reader.var_string()
+        try:
+            json.loads(state)  # relayed to every client, whose JSON.parse must not throw
+        except ValueError:
+            raise ProtocolError(f"awareness state of client {client_id} is not JSON") from None
+        entries.append(AwarenessEntry(client_id, clock, state))
+    reader.end()
+    return tuple(entries)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def var_uint(self) -> int:
+        value, shift = 0, 0
+        while True:
+            if self.pos >= len(self.data):
+                raise ProtocolError("message ends inside a number")
+            byte = self.data[self.pos]
+            self.pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if value > _MAX_VAR_UINT:
+                raise ProtocolError("number too large")
+            if byte < 0x80:
+                return value
+
+    def var_bytes(self) -> bytes:
+        length = self.var_uint()
+        if self.pos + length > len(self.data):
+            raise ProtocolError(f"message ends {self.pos + length - len(self.data)} bytes short")
+        self.pos += length
+        return self.data[self.pos - length : self.pos]
+
+    def var_string(self) -> str:
+        try:
+            return self.var_bytes().decode()
+        except UnicodeDecodeError:
+            raise ProtocolError("string is not UTF-8") from None
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise ProtocolError(f"{len(self.data) - self.pos} bytes after the end of the message")
+
+
+def encode_sync_step1(state: bytes) -> bytes:
+    return bytes([MessageType.SYNC, SyncStep.STEP1]) + _var_bytes(state)
+
+
+def encode_sync_step2(update: bytes) -> bytes:
+    return bytes([MessageType.SYNC, SyncStep.STEP2]) + _var_bytes(update)
+
+
+def encode_update(update: bytes) -> bytes:
+    return create_update_message(update)
+
+
+def encode_awareness(entries: list[AwarenessEntry]) -> bytes:
+    body = [write_var_uint(len(entries))]
+    for entry in entries:
+        body += [write_var_uint(entry.client_id), write_var_uint(entry.clock), _var_bytes(entry.state.encode())]
+    return create_awareness_message(b"".join(body))
+
+
+def encode_permission_denied(reason: str) -> bytes:
+    return bytes([MessageType.AUTH, 0]) + _var_bytes(reason.encode())
+
+
+def _var_bytes(data: bytes) -> bytes:
+    return write_var_uint(len(data)) + data
