@@ -26,10 +26,10 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
-from .auth import AccountError, Accounts
+from .auth import Accounts
 from .config import SyncConfig
 from .endpoint import SyncEndpoint
-from .protocol import ProtocolError
+from .errors import AccountError, ProtocolError
 from .rooms import Room, Rooms
 from .store import UpdateStore
 

@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ...device.errors import WaystationError
+from .errors import AccountError
 
-__all__ = ["AccountError", "Accounts", "USER_NAME"]
+__all__ = ["Accounts", "USER_NAME"]
 
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # ~16 MiB and tens of ms per hash (OWASP's minimum)
@@ -43,14 +43,6 @@ CREATE TABLE IF NOT EXISTS sync_tokens (
     expires_at REAL NOT NULL
 );
 """
-
-
-class AccountError(WaystationError):
-    """Registration or login refused; `status` is the HTTP status that says why."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Accounts:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 __all__ = ["SyncConfig"]
 
@@ -35,7 +36,7 @@ class SyncConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> SyncConfig:
         """The defaults, with each setting whose variable is set in `environ` replaced."""
-        values = {}
+        values: dict[str, Any] = {}
         for field in fields(cls):
             raw = environ.get(_ENV[field.name])
             if raw is not None:

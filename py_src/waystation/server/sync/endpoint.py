@@ -26,10 +26,11 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from .auth import AccountError, Accounts
+from .auth import Accounts
 from .client import BAD_REQUEST, FORBIDDEN, TOO_BIG, UNAUTHORIZED, UNSUPPORTED_DATA, Client
 from .config import SyncConfig
-from .protocol import ProtocolError, encode_permission_denied
+from .errors import AccountError, ProtocolError
+from .protocol import encode_permission_denied
 from .rooms import Room, Rooms
 
 __all__ = ["ROOM_NAME", "SyncEndpoint"]

@@ -8,8 +8,7 @@ Every WebSocket message is one binary frame, `varUint type` then a body
     2 AUTH             varUint 0 (permission denied), varString reason   (server -> client)
     3 QUERY_AWARENESS  nothing
 
-pycrdt's `Decoder` reads past the end of a short message without complaint, so parsing
-here is strict: a message that does not decode exactly raises `ProtocolError`.
+Parsing is strict (`_reader`): a message that does not decode exactly raises `ProtocolError`.
 """
 
 from __future__ import annotations
@@ -20,14 +19,14 @@ from enum import IntEnum
 
 from pycrdt import create_awareness_message, create_update_message, write_var_uint
 
-from ...device.errors import WaystationError
+from ._reader import Reader
+from .errors import ProtocolError
 
 __all__ = [
     "AwarenessEntry",
     "AwarenessMessage",
     "Message",
     "MessageType",
-    "ProtocolError",
     "QueryAwareness",
     "SyncMessage",
     "SyncStep",
@@ -38,13 +37,6 @@ __all__ = [
     "encode_update",
     "parse",
 ]
-
-_MAX_VAR_UINT = 2**53 - 1  # lib0 reads var uints into JS numbers
-
-
-class ProtocolError(WaystationError, ValueError):
-    """A client sent a message that is not valid y-websocket protocol."""
-
 
 class MessageType(IntEnum):
     SYNC = 0
@@ -87,7 +79,7 @@ Message = SyncMessage | AwarenessMessage | QueryAwareness
 
 def parse(data: bytes) -> Message:
     """Decode one client message, or raise `ProtocolError`."""
-    reader = _Reader(data)
+    reader = Reader(data)
     kind = reader.var_uint()
     if kind == MessageType.SYNC:
         step = reader.var_uint()
@@ -105,7 +97,7 @@ def parse(data: bytes) -> Message:
 
 
 def _awareness_entries(update: bytes) -> tuple[AwarenessEntry, ...]:
-    reader = _Reader(update)
+    reader = Reader(update)
     entries = []
     for _ in range(reader.var_uint()):
         client_id, clock, state = reader.var_uint(), reader.var_uint(), reader.var_string()
@@ -116,42 +108,6 @@ def _awareness_entries(update: bytes) -> tuple[AwarenessEntry, ...]:
         entries.append(AwarenessEntry(client_id, clock, state))
     reader.end()
     return tuple(entries)
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def var_uint(self) -> int:
-        value, shift = 0, 0
-        while True:
-            if self.pos >= len(self.data):
-                raise ProtocolError("message ends inside a number")
-            byte = self.data[self.pos]
-            self.pos += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if value > _MAX_VAR_UINT:
-                raise ProtocolError("number too large")
-            if byte < 0x80:
-                return value
-
-    def var_bytes(self) -> bytes:
-        length = self.var_uint()
-        if self.pos + length > len(self.data):
-            raise ProtocolError(f"message ends {self.pos + length - len(self.data)} bytes short")
-        self.pos += length
-        return self.data[self.pos - length : self.pos]
-
-    def var_string(self) -> str:
-        try:
-            return self.var_bytes().decode()
-        except UnicodeDecodeError:
-            raise ProtocolError("string is not UTF-8") from None
-
-    def end(self) -> None:
-        if self.pos != len(self.data):
-            raise ProtocolError(f"{len(self.data) - self.pos} bytes after the end of the message")
 
 
 def encode_sync_step1(state: bytes) -> bytes:

@@ -7,10 +7,9 @@ call when they close, and on `close()`, which the app's shutdown calls) merges e
 buffered updates into one and writes them in one transaction. Writing each update as it came
 cost ~2.45 ms apiece and lost most of a burst on SIGTERM (shared/DESIGN.md).
 
-When a room's history passes `compact_after` rows it is squashed into one row holding the
-merge of them all (pycrdt's `merge_updates`, which keeps pending and deleted items, so the
-document is the same), in the same transaction that deletes the rows it replaced. Unbounded
-stores are a known pain of CRDT servers (jupyter-collaboration #430).
+When a room's history passes `compact_after` rows it is squashed into one row that holds
+the same document (`compaction.squash`), in the same transaction that deletes the rows it
+replaced. Unbounded stores are a known pain of CRDT servers (jupyter-collaboration #430).
 
 Every SQLite call runs on one worker thread, in submission order, so a `load` sees each
 flush submitted before it, and the buffer it copies at submission holds everything later.
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from pycrdt import merge_updates
+
+from .compaction import squash
 
 __all__ = ["UpdateStore"]
 
@@ -154,7 +155,7 @@ class UpdateStore:
             rows = db.execute("SELECT id, data FROM sync_updates WHERE room = ? ORDER BY id", (room,)).fetchall()
             if len(rows) < 2:
                 return
-            merged = _merged([bytes(data) for _, data in rows])
+            merged = squash([bytes(data) for _, data in rows])
             db.execute("DELETE FROM sync_updates WHERE room = ? AND id <= ?", (room, rows[-1][0]))
             db.execute("INSERT INTO sync_updates (room, data) VALUES (?, ?)", (room, merged))
         log.info("sync store: compacted %s from %d rows to 1", room, len(rows))
