@@ -415,3 +415,90 @@ def test_sigterm_right_after_a_burst_keeps_every_edit(site: Path, tmp_path: Path
         restarted.stop()
     with sqlite3.connect(data / "sync.sqlite3") as db:  # written behind: merged, not 1,000 rows
         assert db.execute("SELECT count(*) FROM sync_updates").fetchone()[0] < 50
+
+
+# --- a real Yjs + y-websocket client (Node) ---
+
+YJS_CLIENT = """
+import * as Y from "yjs";
+import { WebsocketProvider } from "y-websocket";
+import WebSocket from "ws";
+
+const { SYNC_URL, SYNC_ROOM, SYNC_TOKEN } = process.env;
+const say = (obj) => process.stdout.write(JSON.stringify(obj) + "\\n");
+const finish = () => { provider.destroy(); doc.destroy(); };  // doc.destroy ends awareness' timer
+const doc = new Y.Doc();
+const text = doc.getText("text"), items = doc.getArray("items");
+const provider = new WebsocketProvider(SYNC_URL, SYNC_ROOM, doc, {
+  WebSocketPolyfill: WebSocket, disableBc: true, params: { token: SYNC_TOKEN },
+});
+provider.on("connection-close", (event) => {
+  if (event && event.code >= 4400) {  // refused: retrying cannot help
+    provider.shouldConnect = false;
+    say({ closed: event.code });
+    finish();
+  }
+});
+provider.on("sync", (synced) => {
+  if (!synced) return;
+  say({ text: text.toString(), items: items.toArray() });
+  provider.awareness.setLocalStateField("user", "node");
+  doc.transact(() => { text.insert(text.length, " and yjs"); items.push([2]); });
+  items.observe(() => {
+    if (items.length === 3) {
+      say({ text: text.toString(), items: items.toArray() });
+      finish();
+    }
+  });
+});
+setTimeout(() => { say({ timeout: true }); process.exit(1); }, 15000).unref();
+"""
+
+
+def node_client(server: Server, room: str, token: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "SYNC_URL": f"ws://127.0.0.1:{server.port}/api/sync/ws", "SYNC_ROOM": room,
+           "SYNC_TOKEN": token}
+    return subprocess.Popen(["node", "--input-type=module", "-e", YJS_CLIENT], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, text=True)
+
+
+needs_yjs = pytest.mark.skipif(
+    not (ROOT / "node_modules/y-websocket").is_dir() or not (ROOT / "node_modules/yjs").is_dir(),
+    reason="npm packages yjs and y-websocket are not installed (npm ci)",
+)
+
+
+@needs_yjs
+def test_a_yjs_client_syncs_with_the_server(server: Server) -> None:
+    import json
+
+    user, token = register(server)
+
+    async def scenario() -> None:
+        a = await YClient.connect(server, f"{user}/shared", token)
+        await a.edit(lambda c: (c.text.insert(0, "pycrdt"), c.items.append(1)))
+        await a.synced()
+        node = node_client(server, f"{user}/shared", token)
+        assert node.stdout is not None
+        first = json.loads(await asyncio.to_thread(node.stdout.readline))
+        assert first == {"text": "pycrdt", "items": [1]}
+        await until(lambda: len(a.items) == 2)
+        assert str(a.text) == "pycrdt and yjs" and list(a.items) == [1, 2]
+        assert any(m[0] == 1 and b'"user":"node"' in m for m in a.received)  # its awareness came too
+        await a.edit(lambda c: c.items.append(3))
+        last = json.loads(await asyncio.to_thread(node.stdout.readline))
+        assert last == {"text": "pycrdt and yjs", "items": [1, 2, 3]}
+        assert await asyncio.to_thread(node.wait, 10) == 0
+        await a.close()
+
+    run(scenario())
+
+
+@needs_yjs
+def test_a_yjs_client_with_a_wrong_token_is_told_4401(server: Server) -> None:
+    import json
+
+    user, _ = register(server)
+    node = node_client(server, f"{user}/shared", "wrong")
+    out, _ = node.communicate(timeout=20)
+    assert json.loads(out.splitlines()[0]) == {"closed": 4401}

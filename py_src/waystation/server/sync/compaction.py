@@ -18,7 +18,7 @@ from pycrdt import Doc, get_update, merge_updates
 from ._reader import Reader
 from .errors import ProtocolError
 
-__all__ = ["squash"]
+__all__ = ["holds_pending", "squash"]
 
 
 def squash(updates: list[bytes]) -> bytes:
@@ -27,27 +27,28 @@ def squash(updates: list[bytes]) -> bytes:
     doc: Doc[Any] = Doc()
     doc.apply_update(merged)
     state = doc.get_state()
-    if _nothing_beyond(get_update(merged, state), _state_vector(state)):
-        return doc.get_update()
-    return merged
+    return merged if holds_pending(merged, state) else doc.get_update()
 
 
-def _nothing_beyond(update: bytes, state: dict[int, int]) -> bool:
-    """True if `update` has no items and deletes only below `state` (nothing left pending)."""
-    reader = Reader(update)
+def holds_pending(update: bytes, state: bytes) -> bool:
+    """True if `update` has items or deletions that a document at `state` (its state vector,
+    after applying `update`) could not integrate: they wait for updates not seen yet."""
+    beyond = get_update(update, state)
+    covered = _state_vector(state)
+    reader = Reader(beyond)
     try:
-        if reader.var_uint() != 0:  # groups of items not covered by the state
-            return False
+        if reader.var_uint() != 0:  # groups of items the state does not cover
+            return True
         for _ in range(reader.var_uint()):  # the delete set: per client, ranges (clock, length)
             client = reader.var_uint()
             for _ in range(reader.var_uint()):
                 clock, length = reader.var_uint(), reader.var_uint()
-                if clock + length > state.get(client, 0):
-                    return False
+                if clock + length > covered.get(client, 0):
+                    return True
         reader.end()
     except ProtocolError:
-        return False  # an encoding this does not know: keep the merge
-    return True
+        return True  # an encoding this does not read: assume the worst
+    return False
 
 
 def _state_vector(state: bytes) -> dict[int, int]:
