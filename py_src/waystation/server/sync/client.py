@@ -30,12 +30,13 @@ BAD_REQUEST = 4400
 class Client:
     """A WebSocket seen from its room: `send` never blocks and never raises."""
 
-    def __init__(self, websocket: WebSocket, user: str, *, outbox_limit: int = 4096) -> None:
+    def __init__(self, websocket: WebSocket, user: str, *, outbox_bytes: int = 64 << 20) -> None:
         self.websocket = websocket
         self.user = user
-        self.outbox_limit = outbox_limit
+        self.outbox_bytes = outbox_bytes
         self.close_code: int | None = None
         self._outbox: deque[bytes] = deque()
+        self._queued = 0  # bytes in the outbox
         self._wakeup = asyncio.Event()
 
     @property
@@ -45,11 +46,12 @@ class Client:
     def send(self, message: bytes) -> None:
         if self.close_code is not None:
             return
-        if len(self._outbox) >= self.outbox_limit:
-            # A reader this slow would hold the room's memory hostage; it resyncs on reconnect.
+        if self._outbox and self._queued + len(message) > self.outbox_bytes:
+            # A reader this slow would hold the server's memory hostage; it resyncs on reconnect.
             self.close(TRY_AGAIN_LATER)
             return
         self._outbox.append(message)
+        self._queued += len(message)
         self._wakeup.set()
 
     def close(self, code: int) -> None:
@@ -57,6 +59,7 @@ class Client:
         if self.close_code is None:
             self.close_code = code
             self._outbox.clear()
+            self._queued = 0
             self._wakeup.set()
 
     async def run_sender(self) -> None:
@@ -66,7 +69,9 @@ class Client:
                 await self._wakeup.wait()
                 self._wakeup.clear()
                 while self._outbox and self.close_code is None:
-                    await self.websocket.send_bytes(self._outbox.popleft())
+                    message = self._outbox.popleft()
+                    self._queued -= len(message)
+                    await self.websocket.send_bytes(message)
                 if self.close_code is not None:
                     await self.websocket.close(self.close_code)
                     return

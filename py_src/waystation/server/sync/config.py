@@ -3,7 +3,7 @@
     WAYSTATION_SYNC_MAX_MESSAGE_BYTES   largest message a client may send (default 1 MiB)
     WAYSTATION_SYNC_FLUSH_SECONDS       write-behind interval of the store (default 0.5)
     WAYSTATION_SYNC_COMPACT_AFTER       rows of history that trigger compaction (default 500)
-    WAYSTATION_SYNC_OUTBOX_LIMIT        messages queued for a slow client before it is dropped (4096)
+    WAYSTATION_SYNC_OUTBOX_BYTES        bytes queued for a slow client before it is dropped (64 MiB)
     WAYSTATION_SYNC_TOKEN_DAYS          lifetime of a login token (default 30)
 """
 
@@ -20,7 +20,7 @@ _ENV = {
     "max_message_bytes": "WAYSTATION_SYNC_MAX_MESSAGE_BYTES",
     "flush_seconds": "WAYSTATION_SYNC_FLUSH_SECONDS",
     "compact_after": "WAYSTATION_SYNC_COMPACT_AFTER",
-    "outbox_limit": "WAYSTATION_SYNC_OUTBOX_LIMIT",
+    "outbox_bytes": "WAYSTATION_SYNC_OUTBOX_BYTES",
     "token_days": "WAYSTATION_SYNC_TOKEN_DAYS",
 }
 
@@ -30,7 +30,7 @@ class SyncConfig:
     max_message_bytes: int = 1 << 20
     flush_seconds: float = 0.5
     compact_after: int = 500  # y-indexeddb compacts its store after 500 updates too
-    outbox_limit: int = 4096
+    outbox_bytes: int = 64 << 20
     token_days: float = 30.0
 
     @classmethod

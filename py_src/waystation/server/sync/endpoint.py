@@ -87,7 +87,7 @@ class SyncEndpoint:
             await _refuse(websocket, code, reason)
             return
         assert user is not None
-        client = Client(websocket, user, outbox_limit=self.config.outbox_limit)
+        client = Client(websocket, user, outbox_bytes=self.config.outbox_bytes)
         room = await self.rooms.join(room_name, client)
         try:
             await self._serve(client, room)

@@ -144,9 +144,6 @@ class Rooms:
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._flushes: set[asyncio.Task[None]] = set()
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._rooms
-
     async def join(self, name: str, client: Client) -> Room:
         """Put `client` in room `name`, loading the room if it is not in memory."""
         while True:
