@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import signal
 import socket
@@ -470,8 +471,6 @@ needs_yjs = pytest.mark.skipif(
 
 @needs_yjs
 def test_a_yjs_client_syncs_with_the_server(server: Server) -> None:
-    import json
-
     user, token = register(server)
 
     async def scenario() -> None:
@@ -496,8 +495,6 @@ def test_a_yjs_client_syncs_with_the_server(server: Server) -> None:
 
 @needs_yjs
 def test_a_yjs_client_with_a_wrong_token_is_told_4401(server: Server) -> None:
-    import json
-
     user, _ = register(server)
     node = node_client(server, f"{user}/shared", "wrong")
     out, _ = node.communicate(timeout=20)
