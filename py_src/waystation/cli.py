@@ -7,6 +7,7 @@
     waystation bundle build models/digits [--out build/bundles] [--key keys/waystation.key]
     waystation bundle publish build/bundles/digits/1.0.0 --channel stable --rollout 25 [--data data]
     waystation bundle diff build/bundles/digits/1.0.0 build/bundles/digits/1.0.1 [--json]
+    waystation bundle check build/bundles/digits/1.0.1
     waystation bundle rollback --channel stable --bundle digits [--data data]
 """
 
@@ -100,6 +101,10 @@ def _bundle_parser(bundle: argparse.ArgumentParser) -> None:
     diff.add_argument("--json", action="store_true", help="print JSON instead of a table")
     diff.set_defaults(handler=_bundle_diff)
 
+    check = commands.add_parser("check", help="run a built bundle's smoke check on CPython, as a device does")
+    check.add_argument("bundle", type=Path, help="a built bundle folder (NAME/VERSION with manifest.json)")
+    check.set_defaults(handler=_bundle_check)
+
     rollback = commands.add_parser("rollback", help="withdraw a channel's newest release")
     rollback.add_argument("--channel", default="stable", help="channel (default: stable)")
     rollback.add_argument("--bundle", required=True, help="bundle name")
@@ -192,6 +197,22 @@ def _bundle_diff(args: argparse.Namespace) -> None:
 
     diff = BundleDiff.between(load_manifest(args.a), load_manifest(args.b))
     print(json.dumps(diff.to_dict(), indent=2) if args.json else diff.table())
+
+
+def _bundle_check(args: argparse.Namespace) -> None:
+    print(json.dumps(asyncio.run(smoke_check_bundle(args.bundle))))
+
+
+async def smoke_check_bundle(bundle: Path) -> dict[str, Any]:
+    """Open a built bundle on the native host and run its smoke check (waystation.device.smoke)."""
+    from .device.runtime import App
+    from .device.smoke import smoke_check
+
+    app = await App.open(bundle)
+    try:
+        return await smoke_check(app)
+    finally:
+        app.close()
 
 
 def _bundle_rollback(args: argparse.Namespace) -> None:

@@ -101,3 +101,15 @@ def test_publish_refuses_a_bundle_signed_by_another_key(work, tmp_path):
     out = waystation("bundle", "publish", work / "out" / "digits" / "1.0.0", "--data", tmp_path / "data",
                      "--trusted-key", tmp_path / "waystation.pub", ok=False)
     assert "which is not trusted" in out.stderr
+
+
+def test_check_runs_the_smoke_check_as_a_device_would(work, tmp_path):
+    built = work / "out" / "digits" / "1.0.1"
+    report = json.loads(waystation("bundle", "check", built).stdout)
+    assert report["classifier"]["outputs"] == {"label": [1], "probabilities": [1, 10]}
+    broken = shutil.copytree(built, tmp_path / "broken")
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["models"]["classifier"]["sample"]["pixels"]["shape"] = [1, 63]
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    out = waystation("bundle", "check", broken, ok=False)
+    assert out.stderr.startswith("error: SmokeCheckError: model 'classifier' does not answer its sample input")

@@ -109,3 +109,30 @@ def test_canonical_json_is_what_json_stringify_of_a_key_sorted_copy_gives():
     assert canonical_json(value) == (
         '{"_":9007199254740991,"a":{"Y":"😀","z":"é\\n\\u001f\\"\\\\"},"b":[1,-2,true,null]}'.encode()
     )
+
+
+SAMPLE = {"x": {"dtype": "float32", "shape": [1, 3], "fill": 0}}
+
+
+def test_a_model_may_declare_its_smoke_check_sample():
+    data = {**GOOD, "models": {"m": {**GOOD["models"]["m"], "sample": SAMPLE}}}
+    manifest = Manifest.from_dict(data)
+    assert manifest.models["m"].sample == SAMPLE
+    assert manifest.to_dict() == data
+    assert Manifest.from_dict(GOOD).models["m"].sample is None and "sample" not in Manifest.from_dict(GOOD).to_dict()["models"]["m"]
+
+
+@pytest.mark.parametrize(
+    ("sample", "message"),
+    [
+        ({}, "sample must map input names to"),
+        ({"x": {"dtype": "float32", "shape": [1]}}, "sample 'x' must have exactly 'dtype', 'shape' and 'fill'"),
+        ({"x": {**SAMPLE["x"], "dtype": 1}}, "dtype must be a string"),
+        ({"x": {**SAMPLE["x"], "shape": ["?", 3]}}, r"shape must be a list of sizes \(integers >= 0\), got \['\?', 3\]"),
+        ({"x": {**SAMPLE["x"], "fill": 0.5}}, r"sample.x.fill: 0.5 is a float"),
+        ({"x": {**SAMPLE["x"], "fill": True}}, "fill must be an integer"),
+    ],
+)
+def test_a_malformed_sample_is_named(sample, message):
+    with pytest.raises(BundleError, match=message):
+        Manifest.from_dict({**GOOD, "models": {"m": {**GOOD["models"]["m"], "sample": sample}}})

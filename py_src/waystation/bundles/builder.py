@@ -67,7 +67,7 @@ def build_bundle(
         "runtime": __version__,
         "workflow": source.workflow,
         "files": _file_entries(target, names, chunk_store, bar),
-        "models": {k: {"file": m["file"], **model_schema(target / m["file"])} for k, m in source.models.items()},
+        "models": {k: _model_entry(target, m) for k, m in source.models.items()},
     }
     if key is not None:
         from .signing import sign_manifest
@@ -123,6 +123,14 @@ def _file_entries(root: Path, names: list[str], chunk_store: str | Path | None, 
     finally:
         meter.close()
     return entries
+
+
+def _model_entry(root: Path, model: dict[str, Any]) -> dict[str, Any]:
+    """A model's manifest entry: its file, schema, and the sample its smoke check feeds it (if declared)."""
+    entry = {"file": model["file"], **model_schema(root / model["file"])}
+    if "sample" in model:
+        entry["sample"] = model["sample"]
+    return entry
 
 
 def model_schema(path: Path) -> dict[str, Any]:

@@ -6,7 +6,7 @@ Workflow scripts import from here:
 """
 
 from .context import Context, Metrics
-from .errors import ArgumentError, BundleError, ModelError, WaystationError, WorkflowError
+from .errors import ArgumentError, BundleError, ModelError, SmokeCheckError, WaystationError, WorkflowError
 from .manifest import Manifest
 from .model import Model
 from .runtime import App, BundleFiles
@@ -23,6 +23,7 @@ __all__ = [
     "Metrics",
     "Model",
     "ModelError",
+    "SmokeCheckError",
     "Tensor",
     "WaystationError",
     "Workflow",

@@ -13,19 +13,32 @@ import traceback
 from typing import Any
 
 from .runtime import App
+from .smoke import smoke_check as run_smoke_check
 from .tensor import Tensor
 
-__all__ = ["call", "close", "open_bundle"]
+__all__ = ["call", "close", "open_bundle", "smoke_check"]
 
 _app: App | None = None
 
 
 async def open_bundle(path: str) -> str:
+    """Open the bundle at `path`; the one open before is closed only once this one is open."""
     global _app
-    if _app is not None:
-        _app.close()
-    _app = await App.open(path, verify=False)  # the worker verified every file with WebCrypto
+    opened = await App.open(path, verify=False)  # the worker verified every file with WebCrypto
+    previous, _app = _app, opened
+    if previous is not None:
+        previous.close()
     return json.dumps(_app.describe())
+
+
+async def smoke_check() -> str:
+    """The open bundle's smoke check (waystation.device.smoke), as a reply like `call`'s."""
+    if _app is None:
+        return _error(RuntimeError("no bundle is open"))
+    try:
+        return json.dumps({"ok": True, "result": await run_smoke_check(_app)})
+    except Exception as exc:
+        return _error(exc)
 
 
 async def call(name: str, args_json: str) -> tuple[str, list[memoryview]]:

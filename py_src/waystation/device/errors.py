@@ -5,13 +5,14 @@
     ├── WorkflowError      a workflow script is malformed or names no such function
     ├── ModelError         a model failed to load or run (the runtime's error is chained)
     └── BundleError        a bundle or its manifest is malformed or fails verification
+        └── SmokeCheckError  a bundle's model does not answer its sample input within its schema
 
 Errors cross host boundaries translated: an onnxruntime (native) or onnxruntime-web (JS)
 error becomes a `ModelError` raised `from` the original, and reaches the page as a
 rejected promise carrying the exception type and message.
 """
 
-__all__ = ["ArgumentError", "BundleError", "ModelError", "WaystationError", "WorkflowError"]
+__all__ = ["ArgumentError", "BundleError", "ModelError", "SmokeCheckError", "WaystationError", "WorkflowError"]
 
 
 class WaystationError(Exception):
@@ -32,3 +33,7 @@ class ModelError(WaystationError):
 
 class BundleError(WaystationError):
     """A bundle or its manifest is malformed or fails verification."""
+
+
+class SmokeCheckError(BundleError):
+    """A model of a bundle failed its smoke check: it did not answer its sample input within its output schema."""

@@ -13,10 +13,11 @@ A built bundle is a folder with `manifest.json` and the files it lists:
      "signature": {"alg": "Ed25519", "key": "<16 hex>", "value": "<base64>"}}
 
 `parent` is the version this one updates (or null), `runtime` the oldest Waystation that can
-run it. A model's optional `sample` is the input its smoke check feeds it before a new version
-becomes active on a device (`waystation.device.smoke`): per input a dtype, a concrete shape and
-an integer every element is set to. Each file lists its content-defined chunks in order: SHA-256 hex of the chunk's bytes
-and its size; they cover the file exactly, and are fetched from `chunks/<sha256>`.
+run it. Each file lists its content-defined chunks in order: SHA-256 hex of the chunk's bytes
+and its size; they cover the file exactly, and are fetched from `chunks/<sha256>`. A model's
+optional `sample` is the input its smoke check feeds it before a new version becomes active on
+a device (`waystation.device.smoke`): per input a dtype, a concrete shape, and the integer
+every element is set to.
 
 Canonical JSON, the bytes that are signed (`canonical_json`, `Manifest.payload`):
 the manifest without its `signature` field, serialised with object keys sorted, no
