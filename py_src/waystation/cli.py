@@ -128,6 +128,11 @@ def _serve(args: argparse.Namespace) -> None:
         from .site import build_site, find_project_root
 
         build_site(args.project or find_project_root(), args.site.resolve(), progress=_say)
+    from .server.registry import Registry
+    from .server.site_bundles import publish_site_bundles
+
+    for release in publish_site_bundles(Registry(args.data), args.site, warn=_say):
+        _say(f"published the site's {release}")
     app = create_app(site=args.site, data=args.data)
     _say(f"serving {args.site} on http://{args.host}:{args.port} (data in {args.data})")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -25,17 +25,22 @@ def waystation(*args, ok=True):
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
-    """Keys, and digits built as 1.0.0 and as 1.0.1, which differs in its workflow script only."""
+    """Keys, and digits built as 2.0.0 and as 2.0.1, which differs in its workflow script only.
+
+    (Not 1.0.0: the running server publishes the site's digits 1.0.0, signed with another key.)
+    """
     tmp = tmp_path_factory.mktemp("cli")
     waystation("keys", "--out", tmp / "keys")
     source = shutil.copytree(ROOT / "models" / "digits", tmp / "src")
+    toml = (source / "bundle.toml").read_text()
+    (source / "bundle.toml").write_text(toml.replace('version = "1.0.0"', 'version = "2.0.0"'))
     key = tmp / "keys" / "waystation.key"
     assert waystation("bundle", "build", source, "--out", tmp / "out", "--key", key).stdout.strip() == str(
-        tmp / "out" / "digits" / "1.0.0")
-    toml = (source / "bundle.toml").read_text().replace('version = "1.0.0"', 'version = "1.0.1"\nparent = "1.0.0"')
+        tmp / "out" / "digits" / "2.0.0")
+    toml = toml.replace('version = "1.0.0"', 'version = "2.0.1"\nparent = "2.0.0"')
     (source / "bundle.toml").write_text(toml)
     with (source / "workflow.py").open("a") as f:
-        f.write("\n# 1.0.1: a comment is the only change\n")
+        f.write("\n# 2.0.1: a comment is the only change\n")
     waystation("bundle", "build", source, "--out", tmp / "out", "--key", key)
     return tmp
 
@@ -49,16 +54,16 @@ def test_keys_are_written_once(work):
 
 
 def test_build_writes_signed_manifest_and_chunks(work):
-    folder = work / "out" / "digits" / "1.0.1"
+    folder = work / "out" / "digits" / "2.0.1"
     manifest = Manifest.from_json((folder / "manifest.json").read_bytes())
-    assert manifest.parent == "1.0.0" and manifest.signature is not None
+    assert manifest.parent == "2.0.0" and manifest.signature is not None
     assert manifest.signature.key == key_id(base64.b64decode((work / "keys" / "waystation.pub").read_text()))
     for sha in manifest.chunks():
         assert (work / "out" / "chunks" / sha).is_file()
 
 
 def test_diff_of_two_builds_differing_in_one_file(work):
-    a, b = work / "out" / "digits" / "1.0.0", work / "out" / "digits" / "1.0.1"
+    a, b = work / "out" / "digits" / "2.0.0", work / "out" / "digits" / "2.0.1"
     report = json.loads(waystation("bundle", "diff", a, b / "manifest.json", "--json").stdout)
     files = {f["path"]: f for f in report["files"]}
     changed = (b / "workflow.py").stat().st_size
@@ -71,40 +76,40 @@ def test_diff_of_two_builds_differing_in_one_file(work):
     assert report["chunks"] == {"total": 3, "shared": 2, "new": 1}
     table = waystation("bundle", "diff", a, b).stdout
     assert table.splitlines()[0].split() == ["file", "status", "size", "chunks", "shared", "new", "fetch"]
-    assert f"digits 1.0.0 -> digits 1.0.1: fetch {changed / 1024:.1f} KiB of {total / 1024:.1f} KiB" in table
+    assert f"digits 2.0.0 -> digits 2.0.1: fetch {changed / 1024:.1f} KiB of {total / 1024:.1f} KiB" in table
 
 
 def test_publish_roll_out_and_roll_back_on_a_running_server(work, server):
     built, pub = work / "out" / "digits", work / "keys" / "waystation.pub"
     data = ["--data", server.data]
-    assert waystation("bundle", "publish", built / "1.0.0", "--channel", "stable", *data, "--trusted-key", pub
-                      ).stdout.strip() == "published digits 1.0.0 on stable at 100%"
-    assert waystation("bundle", "publish", built / "1.0.1", "--channel", "stable", "--rollout", "25", *data
-                      ).stdout.strip() == "published digits 1.0.1 on stable at 25%"
-    inside = next(f"d{i}" for i in range(100) if bucket(f"d{i}", "digits", "1.0.1") < 25)
+    assert waystation("bundle", "publish", built / "2.0.0", "--channel", "cli", *data, "--trusted-key", pub
+                      ).stdout.strip() == "published digits 2.0.0 on cli at 100%"
+    assert waystation("bundle", "publish", built / "2.0.1", "--channel", "cli", "--rollout", "25", *data
+                      ).stdout.strip() == "published digits 2.0.1 on cli at 25%"
+    inside = next(f"d{i}" for i in range(100) if bucket(f"d{i}", "digits", "2.0.1") < 25)
 
     def served():
-        url = f"{server.url}/api/bundles/digits/channels/stable?device={inside}"
+        url = f"{server.url}/api/bundles/digits/channels/cli?device={inside}"
         return Manifest.from_json(httpx.get(url).content).version
 
-    assert served() == "1.0.1"
-    assert waystation("bundle", "rollback", "--channel", "stable", "--bundle", "digits", *data
-                      ).stdout.strip() == "rolled back digits 1.0.1 on stable at 25%; now digits 1.0.0 on stable at 100%"
-    assert served() == "1.0.0"
-    out = waystation("bundle", "rollback", "--bundle", "digits", *data, ok=False)
-    assert out.stderr.strip() == ("error: BundleError: channel 'stable' of 'digits' has only 1.0.0: "
+    assert served() == "2.0.1"
+    assert waystation("bundle", "rollback", "--channel", "cli", "--bundle", "digits", *data
+                      ).stdout.strip() == "rolled back digits 2.0.1 on cli at 25%; now digits 2.0.0 on cli at 100%"
+    assert served() == "2.0.0"
+    out = waystation("bundle", "rollback", "--channel", "cli", "--bundle", "digits", *data, ok=False)
+    assert out.stderr.strip() == ("error: BundleError: channel 'cli' of 'digits' has only 2.0.0: "
                                   "there is nothing to roll back to")
 
 
 def test_publish_refuses_a_bundle_signed_by_another_key(work, tmp_path):
     waystation("keys", "--out", tmp_path)
-    out = waystation("bundle", "publish", work / "out" / "digits" / "1.0.0", "--data", tmp_path / "data",
+    out = waystation("bundle", "publish", work / "out" / "digits" / "2.0.0", "--data", tmp_path / "data",
                      "--trusted-key", tmp_path / "waystation.pub", ok=False)
     assert "which is not trusted" in out.stderr
 
 
 def test_check_runs_the_smoke_check_as_a_device_would(work, tmp_path):
-    built = work / "out" / "digits" / "1.0.1"
+    built = work / "out" / "digits" / "2.0.1"
     report = json.loads(waystation("bundle", "check", built).stdout)
     assert report["classifier"]["outputs"] == {"label": [1], "probabilities": [1, 10]}
     broken = shutil.copytree(built, tmp_path / "broken")
