@@ -1,21 +1,65 @@
-// Waystation's service worker: the app shell precached by revision, bundle files cached
-// by their immutable versioned URLs, so that after one visit the app boots with no network.
+// Waystation's service worker: the app shell precached by revision, and the bundle store:
+// bundles in IndexedDB as content-addressed chunks, served to the worker from there (online or
+// offline), updated by delta from the channel API at the page's request (sw/messages.js).
 import { Precache } from "./sw/precache.js";
+import { BundleStore } from "./sw/bundle-store.js";
+import { Updater } from "./sw/updater.js";
+import { bundleRoute } from "./sw/bundle-route.js";
+import { handleMessage } from "./sw/messages.js";
 
 // Replaced at build time by `waystation build` with [{url, revision}, ...] for the app shell.
 const PRECACHE_ENTRIES = self.__WAYSTATION_PRECACHE;
 const SHELL_CACHE = "waystation-shell-v1";
-const BUNDLE_CACHE = "waystation-bundles-v1";
+// Bundles were cached by URL before they moved to IndexedDB: that cache goes on activate.
+const STALE_CACHES = ["waystation-bundles-v1"];
 
 const precache = new Precache(PRECACHE_ENTRIES, SHELL_CACHE);
 const scope = new URL(self.registration.scope);
+
+/** @type {Promise<BundleStore> | null} */
+let storeReady = null;
+/** @type {Promise<any> | null} */
+let bootReady = null;
+/** @type {Updater | null} */
+let updater = null;
+
+/** The bundle store, opened once, and again if its connection was closed under it. */
+async function store() {
+  const bundles = await (storeReady ??= BundleStore.open().catch((err) => { storeReady = null; throw err; }));
+  if (!bundles.closed) return bundles;
+  storeReady = null;
+  updater = null;
+  return store();
+}
+
+/** boot.json of the site this worker came with: its Waystation version and trusted keys. */
+function boot() {
+  bootReady ??= (async () => {
+    const request = new Request(new URL("boot.json", scope));
+    const response = (await precache.match(request)) ?? (await fetch(request));
+    return response.json();
+  })().catch((err) => { bootReady = null; throw err; });
+  return bootReady;
+}
+
+async function services() {
+  const bundles = await store();
+  updater ??= new Updater({ store: bundles, scope, boot });
+  return { store: bundles, updater };
+}
 
 self.addEventListener("install", (/** @type {any} */ event) => {
   event.waitUntil(precache.install().then(() => self.skipWaiting()));
 });
 
 self.addEventListener("activate", (/** @type {any} */ event) => {
-  event.waitUntil(precache.activate().then(() => self.clients.claim()));
+  const stale = Promise.all(STALE_CACHES.map((name) => caches.delete(name)));
+  event.waitUntil(Promise.all([precache.activate(), stale]).then(() => self.clients.claim()));
+});
+
+self.addEventListener("message", (/** @type {any} */ event) => {
+  const port = event.ports?.[0];
+  if (port) event.waitUntil(handleMessage(event.data, port, services));
 });
 
 self.addEventListener("fetch", (/** @type {any} */ event) => {
@@ -23,35 +67,10 @@ self.addEventListener("fetch", (/** @type {any} */ event) => {
   const url = new URL(request.url);
   if (request.method !== "GET" || url.origin !== scope.origin || !url.pathname.startsWith(scope.pathname)) return;
   const path = url.pathname.slice(scope.pathname.length);
-  if (/^bundles\/[^/]+\/[^/]+\/.+/.test(path) && !path.endsWith("latest.json")) {
-    event.respondWith(cacheFirst(request, BUNDLE_CACHE));
-  } else if (/^bundles\/[^/]+\/latest\.json$/.test(path)) {
-    event.respondWith(networkFirst(request, BUNDLE_CACHE));
+  const bundle = bundleRoute(path, store);
+  if (bundle) {
+    event.respondWith(bundle(request));
   } else {
     event.respondWith(precache.match(request).then((hit) => hit ?? fetch(request)));
   }
 });
-
-/** Versioned bundle files never change under the same URL: serve from cache, else fetch and keep. */
-async function cacheFirst(/** @type {Request} */ request, /** @type {string} */ cacheName) {
-  const cache = await caches.open(cacheName);
-  const hit = await cache.match(request);
-  if (hit) return hit;
-  const response = await fetch(request);
-  if (response.ok) await cache.put(request, response.clone());
-  return response;
-}
-
-/** Which version is current changes: ask the network, fall back to the last answer offline. */
-async function networkFirst(/** @type {Request} */ request, /** @type {string} */ cacheName) {
-  const cache = await caches.open(cacheName);
-  try {
-    const response = await fetch(request, { cache: "no-store" });
-    if (response.ok) await cache.put(request, response.clone());
-    return response;
-  } catch (err) {
-    const hit = await cache.match(request);
-    if (hit) return hit;
-    throw err;
-  }
-}

@@ -1,9 +1,12 @@
 // The digits demo: draw a digit, and a Python workflow in a worker classifies it on the device.
+// The model version panel updates the bundle by delta from a channel (?channel=beta; default
+// stable), showing bytes fetched, the total and what the chunks already on the device saved.
 import { open } from "./waystation.js";
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const pad = /** @type {HTMLCanvasElement} */ ($("pad"));
 const INPUT_SIZE = 32; // the drawing is sent to Python as 32x32 ink intensities
+const CHANNEL = new URLSearchParams(location.search).get("channel") ?? "stable";
 
 /** @type {import("./waystation.js").App | any} */
 let app = null;
@@ -27,12 +30,80 @@ async function main() {
     },
   });
   progress.hidden = true;
+  // The open app, for the console (and the end-to-end tests).
+  Object.assign(globalThis, { app });
   showOnline();
   addEventListener("online", showOnline);
   addEventListener("offline", showOnline);
   $("facts").textContent = `Started in ${Math.round(app.info.startupMs)} ms · cross-origin isolated: ${app.info.crossOriginIsolated} · ORT threads: ${app.info.ortThreads}`;
   /** @type {HTMLButtonElement} */ ($("classify")).disabled = false;
   await showSamples();
+  await showVersions();
+}
+
+const kib = (/** @type {number} */ bytes) => `${(bytes / 1024).toFixed(1)} KiB`;
+
+function setUpdateStatus(/** @type {string} */ text, /** @type {string} */ state) {
+  $("update-status").textContent = text;
+  $("update-status").dataset.state = state;
+}
+
+/** The running version, and whether there is one to roll back to. */
+async function showVersions() {
+  const update = /** @type {HTMLButtonElement} */ ($("update"));
+  const rollback = /** @type {HTMLButtonElement} */ ($("rollback"));
+  try {
+    const held = await app.versions();
+    const staged = held.versions.find((/** @type {any} */ v) => v.version === held.staged && v.state === "ready");
+    $("version").textContent = `${app.info.name} ${app.version} · channel ${CHANNEL}` +
+      (held.previous ? ` · previous ${held.previous} kept for rollback` : "") + (staged ? ` · ${staged.version} active on next load` : "");
+    update.disabled = false;
+    rollback.disabled = !held.previous;
+  } catch (err) {
+    $("version").textContent = `${app.info.name} ${app.version} (updates need the service worker: ${/** @type {Error} */ (err).message})`;
+  }
+}
+
+async function runUpdate() {
+  const bar = /** @type {HTMLProgressElement} */ ($("update-progress"));
+  /** @type {HTMLButtonElement} */ ($("update")).disabled = true;
+  setUpdateStatus(`checking channel ${CHANNEL}…`, "busy");
+  try {
+    const result = await app.update({
+      channel: CHANNEL,
+      onProgress: (/** @type {any} */ p) => {
+        if (p.stage === "available") setUpdateStatus(`${p.to} available: ${kib(p.fetchBytes)} to fetch of ${kib(p.totalBytes)}, ${kib(p.savedBytes)} already here`, "busy");
+        if (p.stage === "download") {
+          bar.hidden = false;
+          bar.value = p.total ? p.loaded / p.total : 1;
+          setUpdateStatus(`fetching ${kib(p.loaded)} of ${kib(p.total)} · ${kib(p.savedBytes)} saved`, "busy");
+        }
+        if (p.stage === "smoke-check" && p.message) setUpdateStatus(p.message, "busy");
+      },
+    });
+    const share = result.totalBytes ? Math.round((100 * result.savedBytes) / result.totalBytes) : 100;
+    setUpdateStatus(result.upToDate ? `Up to date: ${result.to} is the newest on ${CHANNEL}` :
+      `Updated ${result.from} → ${result.to}: fetched ${kib(result.fetchedBytes)} of ${kib(result.totalBytes)}, saved ${kib(result.savedBytes)} (${share}%)`, "done");
+    showOnline();
+  } catch (err) {
+    const e = /** @type {Error} */ (err);
+    setUpdateStatus(`${e.name}: ${e.message}`, "error");
+  } finally {
+    bar.hidden = true;
+    await showVersions();
+  }
+}
+
+async function runRollback() {
+  try {
+    const moved = await app.rollback();
+    setUpdateStatus(`Rolled back ${moved.from} → ${moved.to}`, "done");
+    showOnline();
+  } catch (err) {
+    const e = /** @type {Error} */ (err);
+    setUpdateStatus(`${e.name}: ${e.message}`, "error");
+  }
+  await showVersions();
 }
 
 async function classifyDrawing() {
@@ -119,6 +190,8 @@ function setUpPad() {
   });
   $("clear").addEventListener("click", () => ctx.clearRect(0, 0, pad.width, pad.height));
   $("classify").addEventListener("click", classifyDrawing);
+  $("update").addEventListener("click", runUpdate);
+  $("rollback").addEventListener("click", runRollback);
 }
 
 setUpPad();

@@ -3,45 +3,60 @@
 //   import { open } from "/waystation.js";
 //   const app = await open({ bundle: "digits", onProgress: (p) => console.log(p) });
 //   const answer = await app.call("classify_features", { features: [[0, 3, 16, ...]] });
+//   const update = await app.update({ onProgress: (p) => console.log(p.loaded, p.total) });
+//   // {from: "1.0.0", to: "1.0.1", fetchedBytes, totalBytes, savedBytes, activated: "now"}
 //   app.close();
 //
 // Workflow functions run in Python inside a Web Worker; a Python exception rejects the
-// promise with a WaystationError whose `name` is the Python exception type.
+// promise with a WaystationError whose `name` is the Python exception type. Bundles live in
+// the service worker's store (IndexedDB); its errors carry a code as their name, e.g.
+// "chunk-corrupt", "signature-invalid", "quota-exceeded", "smoke-check-failed".
 
 export { open, registerServiceWorker, WaystationError };
 
 /** An error raised by a workflow function or by Waystation itself, carried to the page. */
 class WaystationError extends Error {
   /**
-   * @param {string} type the Python (or JS) exception type, e.g. "ValueError"
+   * @param {string} type the Python exception type, e.g. "ValueError", or an update error code, e.g. "chunk-corrupt"
    * @param {string} message
    * @param {string} [traceback] the Python traceback, when there is one
+   * @param {Record<string, unknown>} [details] what an update error is made of (url, status, ...)
    */
-  constructor(type, message, traceback) {
+  constructor(type, message, traceback, details) {
     super(message);
     this.name = type;
     this.type = type;
     this.traceback = traceback;
+    this.details = details;
   }
 }
 
 /**
  * @typedef {{stage: string, message?: string, file?: string, loaded?: number, total?: number}} Progress
- * @typedef {{bundle: string, onProgress?: (p: Progress) => void, baseUrl?: string | URL, serviceWorker?: boolean}} OpenOptions
+ * @typedef {{bundle: string, channel?: string, onProgress?: (p: Progress) => void, baseUrl?: string | URL, serviceWorker?: boolean}} OpenOptions
+ * @typedef {{channel?: string, activate?: "now" | "next-load", onProgress?: (p: any) => void, device?: string,
+ *   timeoutMs?: number, retries?: number, concurrency?: number}} UpdateOptions
  */
 
 /**
  * Start a worker, boot Python in it and open a bundle. Resolves when its models are loaded.
+ * Under the service worker, the bundle's active version comes from the device's store; the
+ * first time, it is installed from `channel` (progress as stage "download").
  * @param {OpenOptions} options
  * @returns {Promise<App>}
  */
-async function open({ bundle, onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true }) {
+async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true }) {
   if (typeof bundle !== "string" || !bundle) throw new TypeError("open(): `bundle` must be a bundle name, e.g. \"digits\"");
-  if (serviceWorker) await registerServiceWorker(baseUrl);
-  const worker = new Worker(new URL("worker.js", baseUrl), { type: "module", name: `waystation:${bundle}` });
-  const app = new App(worker, onProgress);
+  const store = serviceWorker ? await StoreClient.connect(baseUrl) : null;
+  const worker = new WorkerPort(baseUrl, bundle, onProgress);
+  const app = new App(worker, { bundle, baseUrl, store, onProgress });
   try {
-    app.info = await app._request({ type: "open", bundle });
+    // Python boots while the service worker installs the bundle (the first time only).
+    worker.request({ type: "boot" }).catch(() => {});
+    const persisted = store ? persist() : Promise.resolve(false);
+    const installed = store && /** @type {any} */ (await store.request("install", { bundle, channel }, onProgress));
+    app.info = await worker.request({ type: "open", bundle, version: installed?.version });
+    app.info.storagePersisted = await persisted;
   } catch (err) {
     app.close();
     throw err;
@@ -59,26 +74,31 @@ async function registerServiceWorker(baseUrl = new URL("./", import.meta.url)) {
   return registration;
 }
 
+/** Ask for persistent storage where the browser grants it, so bundles are not evicted under pressure. */
+async function persist() {
+  try {
+    return (await navigator.storage?.persisted?.()) || (await navigator.storage?.persist?.()) || false;
+  } catch {
+    return false;
+  }
+}
+
 /** One opened bundle in its worker. */
 class App {
   /**
-   * @param {Worker} worker
-   * @param {(p: Progress) => void} onProgress
+   * @param {WorkerPort} worker
+   * @param {{bundle: string, baseUrl: string | URL, store: StoreClient | null, onProgress: (p: Progress) => void}} options
    */
-  constructor(worker, onProgress) {
+  constructor(worker, { bundle, baseUrl, store, onProgress }) {
     this._worker = worker;
+    this._bundle = bundle;
+    this._baseUrl = baseUrl;
+    this._store = store;
     this._onProgress = onProgress;
-    this._nextId = 1;
-    /** @type {Map<number, {resolve: (v: any) => void, reject: (e: Error) => void}>} */
-    this._pending = new Map();
     /** @type {any} name, version, functions, models, startupMs of the opened bundle */
     this.info = null;
     /** @type {{name: string, ms: number, workerMs: number, pythonMs: number, metrics: Record<string, number>} | null} */
     this.lastCall = null;
-    this._onMessage = (/** @type {MessageEvent} */ e) => this._receive(e.data);
-    this._onError = (/** @type {ErrorEvent} */ e) => this._failAll(new WaystationError("WorkerError", e.message || "the worker failed to start"));
-    worker.addEventListener("message", this._onMessage);
-    worker.addEventListener("error", this._onError);
   }
 
   /** The active bundle version. */
@@ -98,32 +118,141 @@ class App {
    */
   async call(name, args = {}) {
     const started = performance.now();
-    const reply = await this._request({ type: "call", name, args });
+    const reply = await this._worker.request({ type: "call", name, args });
     this.lastCall = { name, ms: performance.now() - started, workerMs: reply.workerMs, pythonMs: reply.ms, metrics: reply.metrics };
     return reply.result;
   }
 
-  /** Stop the worker; pending calls reject. */
-  close() {
-    this._worker.removeEventListener("message", this._onMessage);
-    this._worker.removeEventListener("error", this._onError);
-    this._worker.terminate();
-    this._failAll(new WaystationError("ClosedError", "the app was closed"));
+  /**
+   * Bring the bundle to the version `channel` serves this device, fetching only the chunks the
+   * device lacks. The new version passes its smoke check in a fresh worker before it becomes
+   * active, at once (`activate: "now"`, this app then answers with it) or on the next load.
+   * Any failure leaves the running version active and answering.
+   *
+   *   const r = await app.update({ channel: "beta", onProgress: (p) => bar.value = p.loaded / p.total });
+   *   console.log(`${r.from} -> ${r.to}: fetched ${r.fetchedBytes} of ${r.totalBytes} bytes`);
+   *
+   * @param {UpdateOptions} [options]
+   * @returns {Promise<{from: string | null, to: string, upToDate: boolean, fetchedBytes: number, totalBytes: number,
+   *   savedBytes: number, manifestBytes: number, activated: "now" | "next-load" | null}>}
+   */
+  async update({ channel = "stable", activate = "now", onProgress = () => {}, ...options } = {}) {
+    if (activate !== "now" && activate !== "next-load") throw new TypeError('update(): `activate` is "now" or "next-load"');
+    const store = this._requireStore("update()");
+    const bundle = this._bundle;
+    const staged = /** @type {any} */ (await store.request("update", { bundle, channel, ...options }, onProgress));
+    if (staged.upToDate) return { ...staged, activated: null };
+    onProgress({ stage: "smoke-check", message: `checking ${bundle} ${staged.to} in a fresh worker` });
+    const candidate = new WorkerPort(this._baseUrl, `${bundle} ${staged.to} (smoke check)`, (p) => onProgress({ ...p, stage: "smoke-check" }));
+    let info;
+    try {
+      info = await candidate.request({ type: "open", bundle, version: staged.to });
+      info.smokeCheck = await candidate.request({ type: "smoke" });
+    } catch (err) {
+      const e = /** @type {WaystationError} */ (err);
+      candidate.close();
+      await store.request("discard", { bundle, version: staged.to }).catch(() => {});
+      throw new WaystationError("smoke-check-failed", `${bundle} ${staged.to} failed its smoke check: ${e.name}: ${e.message}; ` +
+        `${bundle} ${this.version} stays active`, e.traceback, { version: staged.to, cause: e.name });
+    }
+    try {
+      await store.request("activate", { bundle, version: staged.to, when: activate });
+    } catch (err) {
+      candidate.close();
+      throw err;
+    }
+    if (activate === "now") this._adopt(candidate, info);
+    else candidate.close();
+    onProgress({ stage: "activated", version: staged.to, when: activate });
+    return { ...staged, activated: activate };
   }
 
-  /** @param {object} message */
-  _request(message) {
+  /**
+   * What an update from `channel` would fetch, without fetching it.
+   * @param {{channel?: string, device?: string}} [options]
+   * @returns {Promise<{from: string | null, to: string, upToDate: boolean, fetchBytes: number, totalBytes: number}>}
+   */
+  async checkForUpdate({ channel = "stable", ...options } = {}) {
+    return /** @type {any} */ (this._requireStore("checkForUpdate()").request("check", { bundle: this._bundle, channel, ...options }));
+  }
+
+  /**
+   * Make the previous version active again and answer with it; the version left is deleted.
+   * @returns {Promise<{from: string, to: string}>}
+   */
+  async rollback() {
+    const moved = /** @type {any} */ (await this._requireStore("rollback()").request("rollback", { bundle: this._bundle }));
+    this.info = { ...this.info, ...(await this._worker.request({ type: "open", bundle: this._bundle, version: moved.to })) };
+    return moved;
+  }
+
+  /** What the device holds of this bundle: active, previous and staged versions, stored chunks, quota. */
+  async versions() {
+    const held = /** @type {any} */ (await this._requireStore("versions()").request("versions", { bundle: this._bundle }));
+    return { ...held, running: this.version };
+  }
+
+  /** Stop the worker; pending calls reject. */
+  close() {
+    this._worker.close(new WaystationError("ClosedError", "the app was closed"));
+  }
+
+  /** Answer from now on with the worker that opened and checked the new version. */
+  _adopt(/** @type {WorkerPort} */ worker, /** @type {any} */ info) {
+    const old = this._worker;
+    worker.onProgress = this._onProgress;
+    this._worker = worker;
+    this.info = { ...this.info, ...info };
+    old.close(new WaystationError("ClosedError", `the app moved to ${info.version}`));
+  }
+
+  _requireStore(/** @type {string} */ what) {
+    if (this._store) return this._store;
+    throw new WaystationError("unsupported", `${what} needs the service worker's bundle store, and this page runs without one ` +
+      "(open({serviceWorker: false}), no service worker support, or a reload that bypassed it)");
+  }
+}
+
+/** A worker running worker.js, and the requests pending on it. */
+class WorkerPort {
+  /**
+   * @param {string | URL} baseUrl
+   * @param {string} label
+   * @param {(p: Progress) => void} onProgress
+   */
+  constructor(baseUrl, label, onProgress) {
+    this.worker = new Worker(new URL("worker.js", baseUrl), { type: "module", name: `waystation:${label}` });
+    this.onProgress = onProgress;
+    this._nextId = 1;
+    /** @type {Map<number, {resolve: (v: any) => void, reject: (e: Error) => void}>} */
+    this._pending = new Map();
+    this._onMessage = (/** @type {MessageEvent} */ e) => this._receive(e.data);
+    this._onError = (/** @type {ErrorEvent} */ e) => this._failAll(new WaystationError("WorkerError", e.message || "the worker failed to start"));
+    this.worker.addEventListener("message", this._onMessage);
+    this.worker.addEventListener("error", this._onError);
+  }
+
+  /** @param {object} message @returns {Promise<any>} */
+  request(message) {
     const id = this._nextId++;
     return new Promise((resolve, reject) => {
       this._pending.set(id, { resolve, reject });
-      this._worker.postMessage({ id, ...message });
+      this.worker.postMessage({ id, ...message });
     });
+  }
+
+  /** Stop the worker; pending requests reject with `reason`. */
+  close(/** @type {Error} */ reason = new WaystationError("ClosedError", "the worker was closed")) {
+    this.worker.removeEventListener("message", this._onMessage);
+    this.worker.removeEventListener("error", this._onError);
+    this.worker.terminate();
+    this._failAll(reason);
   }
 
   /** @param {any} data */
   _receive(data) {
     if (data.type === "progress") {
-      this._onProgress(data);
+      this.onProgress(data);
       return;
     }
     const pending = this._pending.get(data.id);
@@ -137,6 +266,59 @@ class App {
   _failAll(error) {
     for (const { reject } of this._pending.values()) reject(error);
     this._pending.clear();
+  }
+}
+
+/** The service worker's bundle store, reached by postMessage with a MessageChannel per request. */
+class StoreClient {
+  /** @param {ServiceWorker} worker */
+  constructor(worker) {
+    this._worker = worker;
+  }
+
+  /**
+   * The store of the service worker controlling this page; null without one. On a first visit
+   * this waits for the service worker to take control, so that the bundle worker's requests
+   * reach it (a reload that bypassed it, e.g. shift-reload, runs without a store).
+   * @param {string | URL} baseUrl
+   */
+  static async connect(baseUrl) {
+    const container = navigator.serviceWorker;
+    if (!container) return null;
+    const claimed = new Promise((resolve) => container.addEventListener("controllerchange", resolve, { once: true }));
+    const registration = await registerServiceWorker(baseUrl);
+    if (!registration) return null;
+    const ready = await container.ready;
+    if (!container.controller) {
+      // Still activating: it claims this page when done. Already active: this load bypassed it.
+      const waitMs = ready.active?.state === "activated" ? 1_000 : 60_000;
+      await Promise.race([claimed, new Promise((resolve) => setTimeout(resolve, waitMs))]);
+    }
+    return container.controller ? new StoreClient(container.controller) : null;
+  }
+
+  /**
+   * @param {string} type a request of service_worker/sw/messages.js
+   * @param {object} data
+   * @param {(p: any) => void} [onProgress]
+   */
+  request(type, data, onProgress = () => {}) {
+    const channel = new MessageChannel();
+    return new Promise((resolve, reject) => {
+      channel.port1.onmessage = (/** @type {MessageEvent} */ event) => {
+        const reply = event.data;
+        if (reply.type === "progress") {
+          onProgress(reply.progress);
+          return;
+        }
+        channel.port1.close();
+        if (reply.ok) resolve(reply.value);
+        else reject(new WaystationError(reply.error.type, reply.error.message, undefined, reply.error.details));
+      };
+      // The worker controlling the page now: after a site update it is a newer one.
+      const target = navigator.serviceWorker.controller ?? this._worker;
+      target.postMessage({ type, ...data }, [channel.port2]);
+    });
   }
 }
 

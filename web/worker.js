@@ -1,7 +1,12 @@
 // The Pyodide host: runs workflow scripts in Python and lets them drive onnxruntime-web.
-// One worker holds one open bundle. Protocol (page -> worker): {id, type: "open", bundle}
-// and {id, type: "call", name, args}; replies {id, ok, value | error}, plus
-// {id, type: "progress", ...} while opening.
+// One worker holds one open bundle. Protocol (page -> worker): {id, type: "boot"} (start
+// Python early), {id, type: "open", bundle, version?} (the active version when none is given),
+// {id, type: "smoke"} (the open bundle's smoke check) and {id, type: "call", name, args};
+// replies {id, ok, value | error}, plus {id, type: "progress", ...} while opening.
+//
+// Bundle files are fetched by URL: under the service worker they come from its IndexedDB store
+// (service_worker/sw/bundle-route.js), without it from the site's own build. Either way each
+// is checked against the manifest before Python sees it.
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 import * as ort from "./ort/ort.wasm.min.mjs";
 import { makeOrtHost } from "./ort_host.js";
@@ -43,12 +48,18 @@ async function bootPython(/** @type {(p: object) => void} */ progress) {
   return { pyodide, bridge };
 }
 
-/** Fetch a bundle's files, verify each against the manifest, and write them into Python's FS. */
-async function fetchBundle(/** @type {any} */ pyodide, /** @type {string} */ name, /** @type {(p: object) => void} */ progress) {
+/**
+ * Fetch a bundle's files, verify each against the manifest, and write them into Python's FS.
+ * @param {any} pyodide @param {string} name @param {string | undefined} version the active one if undefined
+ * @param {(p: object) => void} progress
+ */
+async function fetchBundle(pyodide, name, version, progress) {
   const root = new URL(`bundles/${encodeURIComponent(name)}/`, base);
-  const latest = await fetchOk(new URL("latest.json", root), `bundle "${name}"`);
-  const { version } = await latest.json();
-  const dir = new URL(`${version}/`, root);
+  if (!version) {
+    const latest = await fetchOk(new URL("latest.json", root), `bundle "${name}"`);
+    ({ version } = await latest.json());
+  }
+  const dir = new URL(`${encodeURIComponent(/** @type {string} */ (version))}/`, root);
   const manifestText = await (await fetchOk(new URL("manifest.json", dir), `manifest of ${name} ${version}`)).text();
   const manifest = JSON.parse(manifestText);
   const total = manifest.files.reduce((/** @type {number} */ n, /** @type {any} */ f) => n + f.size, 0);
@@ -74,6 +85,11 @@ async function fetchBundle(/** @type {any} */ pyodide, /** @type {string} */ nam
 async function fetchOk(/** @type {URL} */ url, /** @type {string} */ what) {
   const response = await fetch(url);
   if (!response.ok) {
+    // The service worker's bundle store explains its errors: {error: {type, message}}.
+    const told = await response.json().then((body) => body?.error, () => null);
+    if (typeof told?.type === "string") {
+      throw Object.assign(new Error(`cannot fetch ${what}: ${told.message}`), { name: told.type });
+    }
     throw Object.assign(new Error(`cannot fetch ${what}: HTTP ${response.status} for ${url.pathname}`), { name: "BundleError" });
   }
   return response;
@@ -84,18 +100,24 @@ async function sha256Hex(/** @type {Uint8Array} */ bytes) {
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-async function openBundle(/** @type {number} */ id, /** @type {string} */ name) {
+/** @type {string | null} the FS folder of the open bundle */
+let openPath = null;
+
+/** Open a bundle version (the active one if none is given); the one open before stays open until this one is. */
+async function openBundle(/** @type {number} */ id, /** @type {string} */ name, /** @type {string | undefined} */ version) {
   const progress = (/** @type {object} */ p) => self.postMessage({ id, type: "progress", ...p });
   const started = performance.now();
   pythonReady ??= bootPython(progress);
   const python = await pythonReady;
   const fetched = performance.now();
-  const { path } = await fetchBundle(python.pyodide, name, progress);
+  const { path } = await fetchBundle(python.pyodide, name, version, progress);
   timings.bundleMs = performance.now() - fetched;
   progress({ stage: "models", message: "loading models" });
   const info = JSON.parse(await python.bridge.open_bundle(path));
   timings.modelsMs = performance.now() - fetched - timings.bundleMs;
   bridge = python.bridge;
+  if (openPath && openPath !== path) removeTree(python.pyodide.FS, openPath);
+  openPath = path;
   progress({ stage: "ready" });
   return {
     ...info,
@@ -104,6 +126,17 @@ async function openBundle(/** @type {number} */ id, /** @type {string} */ name) 
     crossOriginIsolated: self.crossOriginIsolated,
     ortThreads: ort.env.wasm.numThreads,
   };
+}
+
+/** Delete a folder of Python's in-memory FS: a bundle version no longer open. */
+function removeTree(/** @type {any} */ FS, /** @type {string} */ path) {
+  for (const entry of FS.readdir(path)) {
+    if (entry === "." || entry === "..") continue;
+    const child = `${path}/${entry}`;
+    if (FS.isDir(FS.stat(child).mode)) removeTree(FS, child);
+    else FS.unlink(child);
+  }
+  FS.rmdir(path);
 }
 
 /**
@@ -126,8 +159,17 @@ function takeBuffers(proxies) {
 self.onmessage = async (/** @type {MessageEvent} */ event) => {
   const { id, type } = event.data;
   try {
-    if (type === "open") {
-      self.postMessage({ id, ok: true, value: await openBundle(id, event.data.bundle) });
+    if (type === "boot") {
+      pythonReady ??= bootPython((p) => self.postMessage({ id, type: "progress", ...p }));
+      await pythonReady;
+      self.postMessage({ id, ok: true, value: { ...timings } });
+    } else if (type === "open") {
+      self.postMessage({ id, ok: true, value: await openBundle(id, event.data.bundle, event.data.version) });
+    } else if (type === "smoke") {
+      if (!bridge) throw Object.assign(new Error("no bundle is open"), { name: "WorkflowError" });
+      const reply = JSON.parse(await bridge.smoke_check());
+      if (!reply.ok) self.postMessage({ id, ok: false, error: reply.error });
+      else self.postMessage({ id, ok: true, value: reply.result });
     } else if (type === "call") {
       if (!bridge) throw Object.assign(new Error("no bundle is open"), { name: "WorkflowError" });
       const started = performance.now();

@@ -58,6 +58,7 @@ def build_site(
     _copy_tree(root / config["web"]["from"], staging)
     pyodide_version = _copy_pyodide(root, config["pyodide"], staging, progress)
     _copy_files(root / config["ort"]["from"], config["ort"]["files"], staging / config["ort"]["to"])
+    _copy_vendor(root, config.get("vendor", []), staging)
     wheel = _build_wheel(root, staging / "wheels", progress)
     bundles = _build_bundles(root / config["bundles"]["from"], staging, config["bundles"]["to"], progress,
                              key=signing_key, bar=bar)
@@ -89,6 +90,16 @@ def _copy_files(src: Path, names: list[str], dst: Path) -> None:
         if not (src / name).is_file():
             raise FileNotFoundError(f"{src / name} is missing: run `npm ci` first")
         shutil.copyfile(src / name, dst / name)
+
+
+def _copy_vendor(root: Path, entries: list[dict[str, str]], out: Path) -> None:
+    """Single files from npm packages, each to its place in the site."""
+    for entry in entries:
+        src, dst = root / entry["from"], out / entry["to"]
+        if not src.is_file():
+            raise FileNotFoundError(f"{src} is missing: run `npm ci` first")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
 
 
 def _copy_pyodide(root: Path, config: dict[str, Any], out: Path, progress: Progress) -> str:

@@ -93,3 +93,16 @@ async def check_python_error_keeps_its_type():
     finally:
         app.close()
     raise AssertionError("blank image accepted")
+
+
+async def check_smoke_check_on_onnxruntime_web():
+    """The check a new version passes before it becomes active on a device, on the browser host."""
+    from waystation.device.smoke import smoke_check
+
+    app = await App.open(BUNDLE)
+    try:
+        report = await smoke_check(app)
+    finally:
+        app.close()
+    assert report["classifier"]["outputs"] == {"label": [1], "probabilities": [1, 10]}, report
+    return report["classifier"]["outputs"]

@@ -67,3 +67,17 @@ def test_every_chunk_of_every_bundle_is_in_dist_chunks(site_dir):
         for entry in json.loads(path.read_text())["files"]:
             data = b"".join((site_dir / "chunks" / sha).read_bytes() for sha, _ in entry["chunks"])
             assert data == (path.parent / entry["path"]).read_bytes()
+
+
+def test_service_worker_modules_import_only_relative_modules_that_exist(site_dir):
+    # A module service worker resolves no bare specifiers ("idb"): every import is a relative
+    # URL to a file in the site, precached with the shell.
+    code = (site_dir / "sw.js").read_text()
+    urls = {e["url"] for e in json.loads(re.search(r"const PRECACHE_ENTRIES = (\[.*?\]);", code, re.S).group(1))}
+    for path in [site_dir / "sw.js", *(site_dir / "sw").rglob("*.js")]:
+        for spec in re.findall(r"^(?:import|export)\b[^;]*?\bfrom\s+[\"']([^\"']+)[\"']", path.read_text(), re.M):
+            assert spec.startswith(("./", "../")), f"{path.name} imports {spec!r}"
+            target = (path.parent / spec).resolve()
+            assert target.is_file(), f"{path.name} imports {spec}, which is not in the site"
+            assert target.relative_to(site_dir.resolve()).as_posix() in urls
+    assert "sw/vendor/idb.js" in urls

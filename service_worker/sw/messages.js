@@ -1,0 +1,74 @@
+// The page's requests to the service worker. Each arrives with a MessagePort of its own (a
+// MessageChannel per request): progress events go back on it as {type: "progress", progress},
+// then one reply, {ok: true, value} or {ok: false, error: {type, message, details}}.
+//
+//   install  {bundle, channel?}            the active version, installed from the channel if none
+//   check    {bundle, channel?}            what an update would fetch
+//   update   {bundle, channel?, ...}       fetch, verify and stage the channel's version
+//   activate {bundle, version, when}       "now": make the staged version active; "next-load": on next open
+//   discard  {bundle, version}             drop a staged version (it failed its smoke check)
+//   rollback {bundle}                      make the previous version active again
+//   versions {bundle}                      what the device holds
+
+import { UpdateError } from "./errors.js";
+
+export { handleMessage };
+
+/**
+ * @typedef {{store: import("./bundle-store.js").BundleStore, updater: import("./updater.js").Updater}} Services
+ * @typedef {(data: any, services: Services, progress: (p: object) => void) => Promise<unknown>} Handler
+ */
+
+/** @type {Record<string, Handler>} */
+const HANDLERS = {
+  install: (d, { updater }, progress) => updater.install(d.bundle, options(d), progress),
+  check: (d, { updater }) => updater.check(d.bundle, options(d)),
+  update: (d, { updater }, progress) => updater.update(d.bundle, options(d), progress),
+  activate: async (d, { store }) => {
+    if (d.when === "next-load") {
+      await store.markReady(d.bundle, d.version);
+      return { bundle: d.bundle, version: d.version, activates: "next-load" };
+    }
+    const before = await store.activate(d.bundle, d.version);
+    const gc = await store.collectGarbage();
+    return { bundle: d.bundle, from: before.active, to: d.version, activates: "now", ...gc };
+  },
+  discard: async (d, { store }) => {
+    await store.discard(d.bundle, d.version);
+    return store.collectGarbage();
+  },
+  rollback: async (d, { store }) => {
+    const moved = await store.rollback(d.bundle);
+    return { ...moved, ...(await store.collectGarbage()) };
+  },
+  versions: async (d, { store }) => {
+    const estimate = await navigator.storage?.estimate?.();
+    return { ...(await store.describe(d.bundle)), device: await store.deviceId(), usage: estimate?.usage, quota: estimate?.quota };
+  },
+};
+
+/**
+ * Answer one request on its port.
+ * @param {any} data @param {MessagePort} port @param {() => Promise<Services>} services
+ */
+async function handleMessage(data, port, services) {
+  const progress = (/** @type {object} */ p) => port.postMessage({ type: "progress", progress: p });
+  try {
+    const handler = HANDLERS[data?.type];
+    if (!handler) throw new UpdateError("unsupported", { reason: `the service worker has no request ${JSON.stringify(data?.type)}` });
+    port.postMessage({ ok: true, value: await handler(data, await services(), progress) });
+  } catch (err) {
+    const e = /** @type {any} */ (err);
+    port.postMessage({ ok: false, error: e instanceof UpdateError ? e.toJSON() : { type: e?.name ?? "Error", message: String(e?.message ?? e) } });
+  } finally {
+    port.close();
+  }
+}
+
+/** The update options a page may set. @param {any} d */
+function options(d) {
+  /** @type {Record<string, unknown>} */
+  const picked = {};
+  for (const key of ["channel", "device", "timeoutMs", "retries", "concurrency"]) if (d[key] !== undefined) picked[key] = d[key];
+  return picked;
+}
