@@ -6,10 +6,19 @@ Workflow scripts import from here:
 """
 
 from .context import Context, Metrics
-from .errors import ArgumentError, BundleError, ModelError, SmokeCheckError, WaystationError, WorkflowError
+from .errors import (
+    ArgumentError,
+    BundleError,
+    ModelError,
+    SmokeCheckError,
+    StateError,
+    WaystationError,
+    WorkflowError,
+)
 from .manifest import Manifest
 from .model import Model
 from .runtime import App, BundleFiles
+from .state import StateCounter, StateDoc, StateList, StateMap, StateText, open_state
 from .tensor import Tensor
 from .workflow import Workflow, export
 
@@ -24,9 +33,16 @@ __all__ = [
     "Model",
     "ModelError",
     "SmokeCheckError",
+    "StateCounter",
+    "StateDoc",
+    "StateError",
+    "StateList",
+    "StateMap",
+    "StateText",
     "Tensor",
     "WaystationError",
     "Workflow",
     "WorkflowError",
     "export",
+    "open_state",
 ]

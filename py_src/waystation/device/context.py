@@ -8,7 +8,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from .hosts.state_base import StateBackend
 from .model import Model
+from .state import StateDoc, open_state
 
 __all__ = ["Context", "Metrics"]
 
@@ -36,13 +38,24 @@ class Metrics:
 
 
 class Context:
-    """Gives a workflow function its bundle's models, a logger and metrics."""
+    """Gives a workflow function its bundle's models, its state, a logger and metrics."""
 
-    def __init__(self, models: Mapping[str, Model], bundle: str, files: Any) -> None:
+    def __init__(
+        self, models: Mapping[str, Model], bundle: str, files: Any, *, states: StateBackend | None = None
+    ) -> None:
         self.models = models
         self.files = files
         self.log = logging.getLogger(f"waystation.workflow.{bundle}")
         self.metrics = Metrics()
+        self._states = states  # None: the host's (hosts.default_state_backend), on first use
+
+    def state(self, name: str) -> StateDoc:
+        """The CRDT document `name` (see waystation.device.state): `ctx.state("notes").list("notes")`.
+
+        Documents belong to the runtime, not to the call or the bundle version: the next call,
+        and the next version of the bundle, find what this one left.
+        """
+        return open_state(name, self._states)
 
     def __repr__(self) -> str:
         return f"Context(models={list(self.models)})"

@@ -4,15 +4,24 @@
     ├── ArgumentError      a workflow function was called with bad arguments
     ├── WorkflowError      a workflow script is malformed or names no such function
     ├── ModelError         a model failed to load or run (the runtime's error is chained)
-    └── BundleError        a bundle or its manifest is malformed or fails verification
-        └── SmokeCheckError  a bundle's model does not answer its sample input within its schema
+    ├── BundleError        a bundle or its manifest is malformed or fails verification
+    │   └── SmokeCheckError  a bundle's model does not answer its sample input within its schema
+    └── StateError         a state document refused an update or a root's kind (Yjs or pycrdt's error chained)
 
 Errors cross host boundaries translated: an onnxruntime (native) or onnxruntime-web (JS)
 error becomes a `ModelError` raised `from` the original, and reaches the page as a
 rejected promise carrying the exception type and message.
 """
 
-__all__ = ["ArgumentError", "BundleError", "ModelError", "SmokeCheckError", "WaystationError", "WorkflowError"]
+__all__ = [
+    "ArgumentError",
+    "BundleError",
+    "ModelError",
+    "SmokeCheckError",
+    "StateError",
+    "WaystationError",
+    "WorkflowError",
+]
 
 
 class WaystationError(Exception):
@@ -37,3 +46,7 @@ class BundleError(WaystationError):
 
 class SmokeCheckError(BundleError):
     """A model of a bundle failed its smoke check: it did not answer its sample input within its output schema."""
+
+
+class StateError(WaystationError):
+    """A state document (`ctx.state(name)`) refused an update, or a root asked for as another kind."""
