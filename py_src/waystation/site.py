@@ -22,6 +22,7 @@ from .bundles._progress import BarFactory, no_bar
 from .bundles.builder import build_bundle
 from .bundles.pypi_assets import fetch_wheel
 from .bundles.signing import dev_key, load_private_key, trusted_key_entry
+from .bundles.source import BundleSource
 
 __all__ = ["SHELL_EXCLUDE", "build_site", "find_project_root"]
 
@@ -143,8 +144,9 @@ def _build_bundles(src: Path, site: Path, to: str, progress: Progress, **options
     """Every bundle source under `src` into site/TO/NAME/VERSION, their chunks into site/chunks."""
     built = {}
     for source in sorted(p.parent for p in src.glob("*/bundle.toml")):
-        folder = build_bundle(source, site / to, progress, chunk_store=site / "chunks", **options)
-        built[folder.parent.name] = folder.name
+        for variant in [None, *BundleSource.load(source).variants]:
+            folder = build_bundle(source, site / to, progress, chunk_store=site / "chunks", variant=variant, **options)
+            built[folder.parent.name] = folder.name
     return built
 
 

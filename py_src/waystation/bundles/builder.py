@@ -20,6 +20,7 @@ from ..device.errors import BundleError
 from ..device.manifest import FORMAT, Manifest
 from ._progress import BarFactory, no_bar
 from .chunks import ChunkStore, split
+from .layout import group_by_layer
 from .pypi_assets import cache_dir
 from .source import BundleSource
 
@@ -37,6 +38,7 @@ def build_bundle(
     key: Ed25519PrivateKey | None = None,
     chunk_store: str | Path | None = None,
     bar: BarFactory = no_bar,
+    variant: str | None = None,
 ) -> Path:
     """Build `source_dir` into `out_root/NAME/VERSION/` and return that folder.
 
@@ -44,6 +46,8 @@ def build_bundle(
     `chunk_store` (a `chunks/` folder beside the bundles) when one is given.
     """
     source = BundleSource.load(source_dir)
+    if variant is not None:
+        source = source.variant(variant)
     made = _recipe_output(source, progress)
     target = Path(out_root) / source.name / source.version
     if target.exists():
@@ -57,6 +61,9 @@ def build_bundle(
             raise BundleError(f"bundle {source.name!r}: {name!r} is neither made by its recipe nor in {source.root}")
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(origin, target / name)
+    for model in source.models.values():
+        if model.get("layout", "by-layer") == "by-layer":
+            group_by_layer(target / model["file"])  # one retrained layer: one changed region (layout.py)
 
     data = {
         "format": FORMAT,
@@ -92,7 +99,7 @@ def manifest_text(data: dict[str, Any]) -> str:
 
 def _recipe_output(source: BundleSource, progress: Callable[[str], None]) -> Path:
     """Run the recipe once per source fingerprint; rebuilding a model is the slow part."""
-    out = cache_dir() / "recipes" / f"{source.name}-{source.fingerprint()[:16]}"
+    out = cache_dir() / "recipes" / f"{source.root.name}-{source.fingerprint()[:16]}"  # variants share it
     if (out / ".complete").exists():
         return out
     partial = out.with_name(out.name + ".partial")

@@ -12,6 +12,9 @@
     # The input the smoke check feeds the model on a device before a new version becomes active
     # (optional: without it, each input of the model's schema, symbolic axes as 1, filled with 0).
     sample = { pixels = { dtype = "float32", shape = [1, 64], fill = 0 } }
+
+    [variants.fp32]               # another bundle, NAME-fp32, from the same recipe and workflow
+    models.classifier.file = "classifier-fp32.onnx"
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import hashlib
 import importlib.util
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -41,6 +44,7 @@ class BundleSource:
     files: list[str]
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     parent: str | None = None
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, root: str | Path) -> BundleSource:
@@ -67,7 +71,19 @@ class BundleSource:
             files=list(config.get("files", [])),
             models=dict(config.get("models", {})),
             parent=config.get("parent"),
+            variants=dict(config.get("variants", {})),
         )
+
+    def variant(self, name: str) -> BundleSource:
+        """The bundle NAME-VARIANT: this source with the variant's model settings laid over it."""
+        if name not in self.variants:
+            raise BundleError(f"bundle {self.name!r} has no variant {name!r}; it has {sorted(self.variants)}")
+        models = {key: dict(model) for key, model in self.models.items()}
+        for key, override in self.variants[name].get("models", {}).items():
+            if key not in models:
+                raise BundleError(f"variant {name!r} of bundle {self.name!r} overrides an unknown model {key!r}")
+            models[key].update(override)
+        return replace(self, name=f"{self.name}-{name}", models=models, variants={})
 
     def fingerprint(self) -> str:
         """A hash of every file in the source folder: the recipe's cache key."""
