@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import random
 
 import httpx
 import pytest
@@ -32,7 +33,7 @@ def test_a_device_gets_the_manifest_of_its_release(server, published):
     inside = next(f"d{i}" for i in range(1000) if bucket(f"d{i}", "api-demo", "1.0.1") < 25)
     outside = next(f"d{i}" for i in range(1000) if bucket(f"d{i}", "api-demo", "1.0.1") >= 25)
     for device, version in ((inside, "1.0.1"), (outside, "1.0.0")):
-        response = channel(server, device)
+        response = channel(server, device, **{"accept-encoding": "identity"})
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/json"
         assert response.content == published.manifest("api-demo", version)
@@ -63,13 +64,37 @@ def test_channel_errors(server, published, path, status, message):
 def test_chunks_are_immutable_and_content_addressed(server, published):
     manifest = Manifest.from_json(published.manifest("api-demo", "1.0.1"))
     for sha in manifest.chunks():
-        response = httpx.get(f"{server.url}/chunks/{sha}")
+        response = httpx.get(f"{server.url}/chunks/{sha}", headers={"accept-encoding": "identity"})
         assert response.status_code == 200
         assert hashlib.sha256(response.content).hexdigest() == sha
         assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
         assert response.headers["content-type"] == "application/octet-stream"
         assert response.headers["etag"] == f'"{sha}"'
         assert response.headers["cross-origin-resource-policy"] == "same-origin"
+        assert "content-encoding" not in response.headers
+
+
+def test_compressible_chunks_and_manifests_travel_gzipped(server, published):
+    sha, size = next(iter(Manifest.from_json(published.manifest("api-demo", "1.0.1")).chunks().items()))
+    response = httpx.get(f"{server.url}/chunks/{sha}")  # httpx accepts gzip, and decodes it
+    assert response.headers["content-encoding"] == "gzip" and response.headers["vary"] == "Accept-Encoding"
+    assert int(response.headers["content-length"]) < size / 10  # the api-demo bundle is mostly b"y"
+    assert hashlib.sha256(response.content).hexdigest() == sha
+    assert response.headers["etag"] == f'W/"{sha}"'  # the same bytes once decoded
+    assert (server.data / "chunks.gz" / f"{sha}.gz").is_file()  # compressed once, kept with the registry
+    manifest = channel(server, "d0")
+    assert manifest.headers["content-encoding"] == "gzip" and Manifest.from_json(manifest.content).name == "api-demo"
+    ranged = httpx.get(f"{server.url}/chunks/{sha}", headers={"range": "bytes=0-9"})
+    assert ranged.status_code == 206 and "content-encoding" not in ranged.headers
+
+
+def test_incompressible_chunks_travel_as_they_are(server, tmp_path):
+    folder = make_bundle(tmp_path, KEY, "api-random", "1.0.0", body=random.Random(1).randbytes(100_000))
+    Registry(server.data).publish(folder, "stable")
+    for sha in Manifest.from_json((folder / "manifest.json").read_bytes()).chunks():
+        response = httpx.get(f"{server.url}/chunks/{sha}")
+        assert "content-encoding" not in response.headers and hashlib.sha256(response.content).hexdigest() == sha
+        assert response.headers["etag"] == f'"{sha}"'
 
 
 def test_a_chunk_can_be_fetched_in_ranges(server, published):

@@ -4,7 +4,9 @@
     GET /chunks/{sha256}                                    a chunk, immutable
 
 Chunks come from the registry's store (data/chunks), then from the built site's (dist/chunks),
-so bundles built into the site need no publishing to be fetched by chunk.
+so bundles built into the site need no publishing to be fetched by chunk. Both answers are
+gzip-compressed for a client that accepts it, when that saves bytes (`_gzip`): a chunk's ETag
+is then weak, the same bytes once decoded.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..bundles.chunks import ChunkStore
+from ._gzip import GzipCache, accepts_gzip, compress
 from .registry import Registry
 
 __all__ = ["IMMUTABLE", "bundle_routes"]
@@ -30,6 +33,7 @@ _DEVICE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 def bundle_routes(registry: Registry, site: Path) -> list[BaseRoute]:
     """The routes, over `registry` and the chunks of the site built in `site`."""
     stores = [registry.chunks, ChunkStore(site / "chunks")]
+    packed = GzipCache(registry.data / "chunks.gz")
 
     async def channel_manifest(request: Request) -> Response:
         name, channel = request.path_params["name"], request.path_params["channel"]
@@ -40,10 +44,13 @@ def bundle_routes(registry: Registry, site: Path) -> list[BaseRoute]:
         if manifest is None:
             return _error(404, f"no release of {name!r} on channel {channel!r} includes this device")
         etag = f'"{hashlib.sha256(manifest).hexdigest()}"'
-        headers = {"ETag": etag, "Cache-Control": "no-cache"}
+        headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+        body = compress(manifest) if accepts_gzip(request.headers) else None
+        if body is not None:
+            headers.update(_GZIP, ETag=f"W/{etag}")
         if etag in _etags(request.headers.get("if-none-match", "")):
             return Response(status_code=304, headers=headers)
-        return Response(manifest, media_type="application/json", headers=headers)
+        return Response(body or manifest, media_type="application/json", headers=headers)
 
     async def chunk(request: Request) -> Response:
         sha256 = request.path_params["sha256"]
@@ -52,7 +59,10 @@ def bundle_routes(registry: Registry, site: Path) -> list[BaseRoute]:
         for store in stores:
             path = store.path(sha256)
             if path.is_file():
-                headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{sha256}"'}
+                headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{sha256}"', "Vary": "Accept-Encoding"}
+                gz = packed.get(sha256, path) if accepts_gzip(request.headers) else None
+                if gz is not None:
+                    path, headers = gz, {**headers, **_GZIP, "ETag": f'W/"{sha256}"'}
                 return FileResponse(path, media_type="application/octet-stream", headers=headers)
         return _error(404, f"no chunk {sha256}")
 
@@ -60,6 +70,9 @@ def bundle_routes(registry: Registry, site: Path) -> list[BaseRoute]:
         Route("/api/bundles/{name}/channels/{channel}", channel_manifest),
         Route("/chunks/{sha256:path}", chunk),  # every path below /chunks/: malformed ones get a 400
     ]
+
+
+_GZIP = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
 
 
 def _etags(header: str) -> set[str]:
