@@ -9,6 +9,7 @@
 
     [models.classifier]
     file = "classifier.onnx"      # made by the recipe
+    # layout = "as-made"          # keep the recipe's tensor order (default: grouped by layer, bundles/layout.py)
     # The input the smoke check feeds the model on a device before a new version becomes active
     # (optional: without it, each input of the model's schema, symbolic axes as 1, filled with 0).
     sample = { pixels = { dtype = "float32", shape = [1, 64], fill = 0 } }
