@@ -53,6 +53,7 @@ class BrowserStateDoc:
         self._name = name
         self._queue: list[list[Any]] = []
         self._depth = 0
+        self._kinds: dict[str, RootKind] = {}  # declared already: Yjs keeps a root's kind for good
 
     def _call(self, method: str, *args: Any) -> Any:
         try:
@@ -79,7 +80,9 @@ class BrowserStateDoc:
         return int(self._call("clientId"))
 
     def declare(self, root: str, kind: RootKind) -> None:
-        self._call("declare", root, kind)
+        if self._kinds.get(root) != kind:
+            self._call("declare", root, kind)
+            self._kinds[root] = kind
 
     # Reads.
     def map_get(self, root: str, key: str) -> Any:
@@ -118,6 +121,11 @@ class BrowserStateDoc:
         self._write("mapDelete", root, key)
 
     def list_insert(self, root: str, index: int | None, values: list[Any]) -> None:
+        last = self._queue[-1] if self._queue else None
+        if index is None and last is not None and last[:3] == ["listInsert", root, None]:
+            # One push, not many: Yjs walks a transaction's unmerged items on each push (quadratic).
+            last[3].extend(values)
+            return
         self._write("listInsert", root, index, values)
 
     def list_delete(self, root: str, index: int, length: int) -> None:
