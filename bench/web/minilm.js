@@ -41,7 +41,8 @@ async function benchmark(o) {
   const tjs = await import("./tjs/transformers.js");
   tjs.env.allowLocalModels = true;
   tjs.env.allowRemoteModels = false;
-  tjs.env.localModelPath = new URL("./models/", import.meta.url).href;
+  // transformers.js 4 skips an absolute URL here (isValidUrl): it wants a path on this origin.
+  tjs.env.localModelPath = new URL("./models/", import.meta.url).pathname;
   tjs.env.backends.onnx.wasm.wasmPaths = new URL("./tjs/", import.meta.url).href;
   tjs.env.backends.onnx.wasm.numThreads = 1;
   const tokenizer = await tjs.AutoTokenizer.from_pretrained("minilm");
