@@ -186,6 +186,7 @@ def check_text_counts_code_points() -> Any:
     text.append("ü😀")
     text.delete(1, 1)  # the first emoji
     text.delete(-2, 5)  # the last two, clamped
+    text.insert(10**20, "")  # clamped in Python: no BigInt reaches JS
     return {"text": str(text), "len": len(text)}
 
 
@@ -203,7 +204,8 @@ def check_list_api() -> Any:
     items[0:1] = ["x", "y"]
     popped = items.pop()
     items.remove("x")
-    return {"items": items.to_list(), "slices": [items[1:3], items[-2:], items[::2]], "popped": popped,
+    huge = [items[10**20:], items[-(10**20):10**20], items[1:10**20]]  # clamped in Python: no BigInt reaches JS
+    return {"items": items.to_list(), "slices": [items[1:3], items[-2:], items[::2], *huge], "popped": popped,
             "len": len(items), "contains": "y" in items, "index": items.index("y"), "iter": list(items)}
 
 

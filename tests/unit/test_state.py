@@ -95,7 +95,10 @@ def test_list_operations(doc: StateDoc) -> None:
     with pytest.raises(IndexError):
         items[0]
     with pytest.raises(IndexError):
+        items[10**20]
+    with pytest.raises(IndexError):
         del items[-1]
+    assert items[10**20 :] == items[-(10**20) : 10**20] == []
     items.extend(range(3))
     items.clear()
     assert items.to_list() == []

@@ -192,20 +192,18 @@ class StateList(_Root, MutableSequence[Any]):
     def __getitem__(self, index: int | slice) -> Any:
         if isinstance(index, slice):
             return self._slice(index)
-        if index >= 0:  # one read, no length needed
-            found = self._backend.list_slice(self._name, _index(index), index + 1)
-        else:
-            i = self._position(index)
-            found = self._backend.list_slice(self._name, i, i + 1)
+        i = _index(index)
+        if i < 0:  # a read of the length first
+            i = self._position(i)
+        found = self._backend.list_slice(self._name, i, i + 1)
         if not found:
             raise IndexError("state list index out of range")
         return found[0]
 
     def _slice(self, s: slice) -> builtins.list[Any]:
-        simple = s.step in (None, 1) and (s.start or 0) >= 0 and (s.stop is None or s.stop >= 0)
-        if simple:
-            stop = _END if s.stop is None else s.stop
-            return self._backend.list_slice(self._name, s.start or 0, max(stop, s.start or 0))
+        start, stop = _index(s.start or 0), _END if s.stop is None else _index(s.stop)
+        if s.step in (None, 1) and start >= 0 and stop >= 0:  # one read, no length needed
+            return self._backend.list_slice(self._name, start, max(start, stop))
         return self.to_list()[s]
 
     @overload
