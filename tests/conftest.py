@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -71,3 +71,17 @@ def server(site_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     srv = Server(site_dir, tmp_path_factory.mktemp("data")).start()
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def start_server(site_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], Server]]:
+    """Start another server on the built site, with a --data folder of its own (all stopped at the end)."""
+    started: list[Server] = []
+
+    def start() -> Server:
+        started.append(Server(site_dir, tmp_path_factory.mktemp("data")).start())
+        return started[-1]
+
+    yield start
+    for srv in started:
+        srv.stop()

@@ -9,7 +9,6 @@ Each test opens the demo page in a fresh browser context: a device with nothing 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import random
@@ -18,6 +17,7 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -27,8 +27,9 @@ from waystation.bundles.builder import build_bundle, manifest_text
 from waystation.bundles.signing import dev_key, sign_manifest
 from waystation.server.registry import Registry
 
-from conftest import ROOT, Server
 from .conftest import wait_ready
+
+ROOT = Path(__file__).resolve().parents[2]
 
 UPDATE = """async (options) => {
   const events = [];
@@ -59,7 +60,7 @@ class Version:
 
 @dataclass(frozen=True)
 class Releases:
-    server: Server
+    server: Any  # tests/conftest.py's Server
     v1: Version
     v2: Version
     broken: Version
@@ -98,11 +99,11 @@ def make_broken(v2: Path, tmp: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def releases(site_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Releases]:
+def releases(site_dir: Path, tmp_path_factory: pytest.TempPathFactory, start_server) -> Iterator[Releases]:
     tmp = tmp_path_factory.mktemp("releases")
     v2 = make_v2(tmp)
     broken = make_broken(v2, tmp)
-    server = Server(site_dir, tmp / "data").start()  # publishes the site's 1.0.0 on stable
+    server = start_server()  # a fresh registry: `waystation serve` publishes the site's 1.0.0 on stable
     registry = Registry(server.data)
     registry.publish(v2, "beta")
     registry.publish(broken, "broken")
@@ -154,6 +155,9 @@ def test_first_install_fetches_every_chunk_once_and_an_update_only_the_missing_o
     page = boot(context, releases)
     assert sorted(chunk_requests) == sorted(releases.v1.chunks)
     chunk_requests.clear()
+    check = page.evaluate("app.checkForUpdate({ channel: 'beta' })")
+    assert (check["from"], check["to"], check["upToDate"]) == ("1.0.0", "1.0.1", False)
+    assert check["fetchBytes"] == sum(releases.new_in_v2.values()) and chunk_requests == []
 
     out = update(page, channel="beta")
     assert out["ok"], out
@@ -175,6 +179,8 @@ def test_first_install_fetches_every_chunk_once_and_an_update_only_the_missing_o
     assert page.evaluate("app.call('release_notes')") == "1.0.1: calibration data"
     versions = held(page)
     assert (versions["active"], versions["previous"], versions["staged"]) == ("1.0.1", "1.0.0", None)
+    again = update(page, channel="beta")
+    assert again["ok"] and again["result"]["upToDate"] and again["result"]["activated"] is None, again
 
     context.set_offline(True)  # the next boot reads 1.0.1 from IndexedDB alone
     page.reload()
