@@ -9,8 +9,13 @@ import zipfile
 def test_boot_facts_point_at_real_files(site_dir):
     boot = json.loads((site_dir / "boot.json").read_text())
     assert (site_dir / boot["wheel"]).is_file()
-    assert boot["bundles"] == {"digits": "1.0.0"}
-    assert (site_dir / "bundles" / "digits" / "latest.json").is_file()
+    bundle_dirs = {p.parent.name for p in (site_dir / "bundles").glob("*/latest.json")}
+    assert boot["bundles"]["digits"] == "1.0.0"
+    assert set(boot["bundles"]) == bundle_dirs  # every bundle built, and only those
+    for name, version in boot["bundles"].items():
+        latest = json.loads((site_dir / "bundles" / name / "latest.json").read_text())
+        assert latest["version"] == version
+        assert (site_dir / "bundles" / name / version / "manifest.json").is_file()
 
 
 def test_pyodide_lock_lists_exactly_the_shipped_wheels_with_their_hashes(site_dir):
