@@ -24,7 +24,7 @@ from .bundles.pypi_assets import fetch_wheel
 from .bundles.signing import dev_key, load_private_key, trusted_key_entry
 from .bundles.source import BundleSource
 
-__all__ = ["SHELL_EXCLUDE", "build_site", "find_project_root"]
+__all__ = ["SHELL_EXCLUDE", "build_site", "find_project_root", "write_precache"]
 
 # Not part of the precached app shell: bundles and their chunks have their own cache.
 SHELL_EXCLUDE = ("bundles/", "chunks/")
@@ -60,6 +60,7 @@ def build_site(
     pyodide_version = _copy_pyodide(root, config["pyodide"], staging, progress)
     _copy_files(root / config["ort"]["from"], config["ort"]["files"], staging / config["ort"]["to"])
     _copy_vendor(root, config.get("vendor", []), staging)
+    _bundle_modules(root, config.get("modules", []), staging)
     wheel = _build_wheel(root, staging / "wheels", progress)
     bundles = _build_bundles(root / config["bundles"]["from"], staging, config["bundles"]["to"], progress,
                              key=signing_key, bar=bar)
@@ -101,6 +102,21 @@ def _copy_vendor(root: Path, entries: list[dict[str, str]], out: Path) -> None:
             raise FileNotFoundError(f"{src} is missing: run `npm ci` first")
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst)
+
+
+def _bundle_modules(root: Path, entries: list[dict[str, str]], out: Path) -> None:
+    """ES modules of npm packages, each bundled into one file by the pinned esbuild."""
+    esbuild = root / "node_modules" / ".bin" / "esbuild"
+    for entry in entries:
+        if not esbuild.is_file():
+            raise FileNotFoundError(f"{esbuild} is missing: run `npm ci` first")
+        dst = out / entry["to"]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [str(esbuild), str(root / entry["entry"]), "--bundle", "--format=esm", "--platform=browser",
+             "--target=es2022", "--minify", "--legal-comments=eof", "--log-level=warning", f"--outfile={dst}"],
+            check=True, cwd=root,
+        )
 
 
 def _copy_pyodide(root: Path, config: dict[str, Any], out: Path, progress: Progress) -> str:
@@ -153,16 +169,32 @@ def _build_bundles(src: Path, site: Path, to: str, progress: Progress, **options
 def _write_service_worker(src: Path, config: dict[str, Any], out: Path) -> list[dict[str, str]]:
     """Copy the service worker and its modules, then inject the precache list into its entry."""
     _copy_tree(src, out)
+    return _inject_precache(src / config["entry"], out, config["entry"])
+
+
+def write_precache(root: Path, site: Path) -> list[dict[str, str]]:
+    """Rewrite the service worker of the built `site` with the precache list of its files as they are now.
+
+    For a site whose files changed after `waystation build` (an app update): the changed files get
+    new revisions, so a browser that has the old shell refetches those alone. The pristine service
+    worker comes from the project at `root`. Returns the entries, [{url, revision}, ...].
+
+        write_precache(find_project_root(), Path("dist"))
+    """
+    config = tomllib.loads((root / "build" / "site.toml").read_text())["service_worker"]
+    return _inject_precache(root / config["from"] / config["entry"], site, config["entry"])
+
+
+def _inject_precache(source: Path, site: Path, entry: str) -> list[dict[str, str]]:
     entries = [
-        {"url": path.relative_to(out).as_posix(), "revision": _file_hash(path)}
-        for path in sorted(out.rglob("*"))
-        if path.is_file() and not path.relative_to(out).as_posix().startswith((*SHELL_EXCLUDE, config["entry"]))
+        {"url": path.relative_to(site).as_posix(), "revision": _file_hash(path)}
+        for path in sorted(site.rglob("*"))
+        if path.is_file() and not path.relative_to(site).as_posix().startswith((*SHELL_EXCLUDE, entry))
     ]
-    code = (src / config["entry"]).read_text()
+    code = source.read_text()
     if PRECACHE_PLACEHOLDER not in code:
-        raise ValueError(f"{src / config['entry']} lacks the placeholder {PRECACHE_PLACEHOLDER}")
-    code = code.replace(PRECACHE_PLACEHOLDER, json.dumps(entries, indent=0), 1)
-    (out / config["entry"]).write_text(code)
+        raise ValueError(f"{source} lacks the placeholder {PRECACHE_PLACEHOLDER}")
+    (site / entry).write_text(code.replace(PRECACHE_PLACEHOLDER, json.dumps(entries, indent=0), 1))
     return entries
 
 
