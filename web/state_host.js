@@ -3,7 +3,7 @@
 // text; Python's writes cross as one JSON array of operations, applied in one transaction.
 // Whoever owns persistence and sync gets the same Y.Doc objects: `host.doc(name)`, or the
 // `onDoc` option, called once for each document the moment it is created.
-export { makeStateHost };
+export { LOCAL_ORIGIN, makeStateHost };
 
 /** The origin of the transactions Python makes (providers skip only their own origin). */
 const LOCAL_ORIGIN = "waystation.state";

@@ -5,6 +5,10 @@
 //   const answer = await app.call("classify_features", { features: [[0, 3, 16, ...]] });
 //   const update = await app.update({ onProgress: (p) => console.log(p.loaded, p.total) });
 //   // {from: "1.0.0", to: "1.0.1", fetchedBytes, totalBytes, savedBytes, activated: "now"}
+//   const account = await login({ user: "ada", password: "..." });   // or register(...)
+//   app.connect(account);                    // ctx.state documents sync with the server when online
+//   app.addEventListener("sync", (e) => console.log(e.detail.state)); // "offline", "syncing", "synced"
+//   app.addEventListener("statechange", (e) => rerender(e.detail.documents)); // edits from elsewhere
 //   app.close();
 //
 // Workflow functions run in Python inside a Web Worker; a Python exception rejects the
@@ -12,7 +16,7 @@
 // the service worker's store (IndexedDB); its errors carry a code as their name, e.g.
 // "chunk-corrupt", "signature-invalid", "quota-exceeded", "smoke-check-failed".
 
-export { open, registerServiceWorker, WaystationError };
+export { login, open, register, registerServiceWorker, WaystationError };
 
 /** An error raised by a workflow function or by Waystation itself, carried to the page. */
 class WaystationError extends Error {
@@ -33,7 +37,11 @@ class WaystationError extends Error {
 
 /**
  * @typedef {{stage: string, message?: string, file?: string, loaded?: number, total?: number}} Progress
- * @typedef {{bundle: string, channel?: string, onProgress?: (p: Progress) => void, baseUrl?: string | URL, serviceWorker?: boolean}} OpenOptions
+ * @typedef {{user: string, token: string}} Account what register() and login() resolve to
+ * @typedef {{state: "local" | "offline" | "syncing" | "synced" | "unauthorized", user: string | null,
+ *   documents: Record<string, string>, reason?: string}} SyncStatus
+ * @typedef {{bundle: string, channel?: string, onProgress?: (p: Progress) => void, baseUrl?: string | URL, serviceWorker?: boolean,
+ *   sync?: Account | null}} OpenOptions
  * @typedef {{channel?: string, activate?: "now" | "next-load", onProgress?: (p: any) => void, device?: string,
  *   timeoutMs?: number, retries?: number, concurrency?: number}} UpdateOptions
  */
@@ -45,7 +53,7 @@ class WaystationError extends Error {
  * @param {OpenOptions} options
  * @returns {Promise<App>}
  */
-async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true }) {
+async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true, sync = null }) {
   if (typeof bundle !== "string" || !bundle) throw new TypeError("open(): `bundle` must be a bundle name, e.g. \"digits\"");
   const store = serviceWorker ? await StoreClient.connect(baseUrl) : null;
   const worker = new WorkerPort(baseUrl, bundle, onProgress);
@@ -57,6 +65,7 @@ async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl
     const installed = store && /** @type {any} */ (await store.request("install", { bundle, channel }, onProgress));
     app.info = await worker.request({ type: "open", bundle, version: installed?.version });
     app.info.storagePersisted = await persisted;
+    if (sync) await app.connect(sync);
   } catch (err) {
     app.close();
     throw err;
@@ -83,13 +92,53 @@ async function persist() {
   }
 }
 
-/** One opened bundle in its worker. */
-class App {
+/**
+ * A new account on the server; resolves to {user, token} for `open({sync})` or `app.connect()`.
+ * Rejects with a WaystationError named "account-error" saying why (name taken, password too short).
+ * @param {{user: string, password: string, baseUrl?: string | URL}} credentials
+ * @returns {Promise<Account>}
+ */
+function register({ user, password, baseUrl = new URL("./", import.meta.url) }) {
+  return accountRequest("register", user, password, baseUrl);
+}
+
+/**
+ * A token for an existing account; rejects with a WaystationError named "account-error".
+ * @param {{user: string, password: string, baseUrl?: string | URL}} credentials
+ * @returns {Promise<Account>}
+ */
+function login({ user, password, baseUrl = new URL("./", import.meta.url) }) {
+  return accountRequest("login", user, password, baseUrl);
+}
+
+async function accountRequest(/** @type {string} */ what, /** @type {string} */ user, /** @type {string} */ password, /** @type {string | URL} */ baseUrl) {
+  let response;
+  try {
+    response = await fetch(new URL(`api/sync/${what}`, baseUrl), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ user, password }),
+    });
+  } catch (err) {
+    throw new WaystationError("network", `cannot reach the server to ${what}: ${/** @type {Error} */ (err).message}`);
+  }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new WaystationError("account-error", body.error ?? `${what} failed: HTTP ${response.status}`, undefined, { status: response.status });
+  return { user: body.user, token: body.token };
+}
+
+/**
+ * One opened bundle in its worker. Events: "sync" (detail: SyncStatus) when the sync state
+ * changes, "statechange" (detail: {documents}) when state documents changed other than by
+ * this app's calls: synced from another device or tab.
+ */
+class App extends EventTarget {
   /**
    * @param {WorkerPort} worker
    * @param {{bundle: string, baseUrl: string | URL, store: StoreClient | null, onProgress: (p: Progress) => void}} options
    */
   constructor(worker, { bundle, baseUrl, store, onProgress }) {
+    super();
     this._worker = worker;
     this._bundle = bundle;
     this._baseUrl = baseUrl;
@@ -99,6 +148,56 @@ class App {
     this.info = null;
     /** @type {{name: string, ms: number, workerMs: number, pythonMs: number, metrics: Record<string, number>} | null} */
     this.lastCall = null;
+    /** @type {Account | null} */
+    this._account = null;
+    /** @type {SyncStatus} */
+    this.syncStatus = { state: "local", user: null, documents: {} };
+    this._onNetwork = () => this._worker.request({ type: "network", online: navigator.onLine }).catch(() => {});
+    addEventListener("online", this._onNetwork);
+    addEventListener("offline", this._onNetwork);
+    this._listen(worker);
+  }
+
+  /**
+   * Sync this device's state documents with `account`'s on the server, whenever the network is
+   * there: edits made offline are kept on the device and sent on reconnect. Resolves at once
+   * with the sync status; "sync" events follow it.
+   * @param {Account} account from register() or login()
+   * @returns {Promise<SyncStatus>}
+   */
+  async connect(account) {
+    if (typeof account?.user !== "string" || typeof account?.token !== "string") {
+      throw new TypeError("connect(): give the {user, token} that register() or login() resolved to");
+    }
+    this._account = { user: account.user, token: account.token };
+    await this._worker.request({ type: "network", online: navigator.onLine });
+    return this._worker.request({ type: "sync", account: this._syncAccount() });
+  }
+
+  /** Stop syncing; the state stays on this device. @returns {Promise<SyncStatus>} */
+  async disconnect() {
+    this._account = null;
+    return this._worker.request({ type: "sync", account: null });
+  }
+
+  _syncAccount() {
+    if (!this._account) return null;
+    const url = new URL("api/sync/ws", this._baseUrl);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    return { url: url.href, ...this._account };
+  }
+
+  /** Relay a worker's sync and state events as this app's events. @param {WorkerPort} worker */
+  _listen(worker) {
+    worker.onEvent = (/** @type {any} */ data) => {
+      if (worker !== this._worker) return; // a smoke-check candidate, not adopted yet
+      if (data.type === "sync") {
+        this.syncStatus = data.status;
+        this.dispatchEvent(new CustomEvent("sync", { detail: data.status }));
+      } else if (data.type === "state") {
+        this.dispatchEvent(new CustomEvent("statechange", { detail: { documents: data.documents } }));
+      }
+    };
   }
 
   /** The active bundle version. */
@@ -194,6 +293,8 @@ class App {
 
   /** Stop the worker; pending calls reject. */
   close() {
+    removeEventListener("online", this._onNetwork);
+    removeEventListener("offline", this._onNetwork);
     this._worker.close(new WaystationError("ClosedError", "the app was closed"));
   }
 
@@ -202,8 +303,10 @@ class App {
     const old = this._worker;
     worker.onProgress = this._onProgress;
     this._worker = worker;
+    this._listen(worker);
     this.info = { ...this.info, ...info };
     old.close(new WaystationError("ClosedError", `the app moved to ${info.version}`));
+    if (this._account) worker.request({ type: "sync", account: this._syncAccount() }).catch(() => {});
   }
 
   _requireStore(/** @type {string} */ what) {
@@ -223,6 +326,8 @@ class WorkerPort {
   constructor(baseUrl, label, onProgress) {
     this.worker = new Worker(new URL("worker.js", baseUrl), { type: "module", name: `waystation:${label}` });
     this.onProgress = onProgress;
+    /** @type {(data: any) => void} what the worker tells without being asked (sync, state) */
+    this.onEvent = () => {};
     this._nextId = 1;
     /** @type {Map<number, {resolve: (v: any) => void, reject: (e: Error) => void}>} */
     this._pending = new Map();
@@ -253,6 +358,10 @@ class WorkerPort {
   _receive(data) {
     if (data.type === "progress") {
       this.onProgress(data);
+      return;
+    }
+    if (data.id === undefined) {
+      this.onEvent(data);
       return;
     }
     const pending = this._pending.get(data.id);

@@ -1,8 +1,11 @@
 // The Pyodide host: runs workflow scripts in Python and lets them drive onnxruntime-web.
 // One worker holds one open bundle. Protocol (page -> worker): {id, type: "boot"} (start
 // Python early), {id, type: "open", bundle, version?} (the active version when none is given),
-// {id, type: "smoke"} (the open bundle's smoke check) and {id, type: "call", name, args};
-// replies {id, ok, value | error}, plus {id, type: "progress", ...} while opening.
+// {id, type: "smoke"} (the open bundle's smoke check), {id, type: "call", name, args},
+// {id, type: "sync", account: {url, user, token} | null} (sync state with the server, or stop)
+// and {id, type: "network", online}; replies {id, ok, value | error}, plus {id, type: "progress", ...}
+// while opening. Events, without an id: {type: "sync", status} when the sync state changes and
+// {type: "state", documents} when documents changed other than by this worker's Python.
 //
 // Bundle files are fetched by URL: under the service worker they come from its IndexedDB store
 // (service_worker/sw/bundle-route.js), without it from the site's own build. Either way each
@@ -10,12 +13,20 @@
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 import * as ort from "./ort/ort.wasm.min.mjs";
 import { makeOrtHost } from "./ort_host.js";
+import { DeviceState } from "./device_state.js";
+import * as crdt from "./vendor/crdt.js";
 
 const base = new URL("./", import.meta.url);
 // onnxruntime-web's wasm must come from the same build as its JS, self-hosted (no CDN).
 ort.env.wasm.wasmPaths = new URL("ort/", base).href;
 // Threads need cross-origin isolation (COOP + COEP); ORT otherwise runs single-threaded.
 ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency >> 1)) : 1;
+
+// The user's state: Yjs documents persisted in IndexedDB, synced while the page has an account.
+const state = new DeviceState(crdt, {
+  onStatus: (status) => self.postMessage({ type: "sync", status }),
+  onChange: (documents) => self.postMessage({ type: "state", documents }),
+});
 
 /** @type {Promise<{pyodide: any, bridge: any}> | null} */
 let pythonReady = null;
@@ -36,6 +47,7 @@ async function bootPython(/** @type {(p: object) => void} */ progress) {
     stderr: (/** @type {string} */ line) => console.warn(line),
   });
   pyodide.registerJsModule("_waystation_ort", makeOrtHost(ort));
+  pyodide.registerJsModule("_waystation_state", state.host);
   timings.runtimeMs = performance.now() - started;
   progress({ stage: "packages", message: "installing waystation" });
   // The waystation wheel is pure and has no dependencies in Pyodide: unpacking it directly
@@ -110,7 +122,7 @@ async function openBundle(/** @type {number} */ id, /** @type {string} */ name, 
   pythonReady ??= bootPython(progress);
   const python = await pythonReady;
   const fetched = performance.now();
-  const { path } = await fetchBundle(python.pyodide, name, version, progress);
+  const [{ path }] = await Promise.all([fetchBundle(python.pyodide, name, version, progress), state.load()]);
   timings.bundleMs = performance.now() - fetched;
   progress({ stage: "models", message: "loading models" });
   const info = JSON.parse(await python.bridge.open_bundle(path));
@@ -165,6 +177,13 @@ self.onmessage = async (/** @type {MessageEvent} */ event) => {
       self.postMessage({ id, ok: true, value: { ...timings } });
     } else if (type === "open") {
       self.postMessage({ id, ok: true, value: await openBundle(id, event.data.bundle, event.data.version) });
+    } else if (type === "sync") {
+      if (event.data.account) state.connect(event.data.account);
+      else state.disconnect();
+      self.postMessage({ id, ok: true, value: state.status() });
+    } else if (type === "network") {
+      state.setOnline(Boolean(event.data.online));
+      self.postMessage({ id, ok: true, value: state.status() });
     } else if (type === "smoke") {
       if (!bridge) throw Object.assign(new Error("no bundle is open"), { name: "WorkflowError" });
       const reply = JSON.parse(await bridge.smoke_check());
