@@ -1,8 +1,17 @@
 // The notes demo: semantic search and zero-shot tagging, on the device, offline after one visit.
-import { open } from "./waystation.js";
+// The notes live in the workflow's CRDT state (ctx.state("notes")): kept in IndexedDB, and synced
+// between the user's devices through the server once they sign in.
+import { login, open, register } from "./waystation.js";
 
 const $ = (/** @type {string} */ id) => /** @type {any} */ (document.getElementById(id));
-const STORE = "waystation-notes"; // until notes live in CRDT state, the page keeps their texts
+const ACCOUNT = "waystation-account"; // {user, token} of the signed-in user, on this device
+const SYNC_TEXT = {
+  local: () => "Notes stay on this device.",
+  offline: () => "Offline: edits are kept on this device and sent when the network is back.",
+  syncing: () => "Syncing with the server…",
+  synced: (/** @type {any} */ s) => `Up to date: synced with the server as ${s.user}.`,
+  unauthorized: (/** @type {any} */ s) => `The server refused to sync (${s.reason}): sign in again.`,
+};
 const EXAMPLES = [
   "Buy oat milk, coffee beans and bread",
   "Quarterly planning meeting with the design team on Thursday",
@@ -25,13 +34,24 @@ function showOnline() {
   else setStatus(`Offline: ${name} runs on this device`, "offline");
 }
 
-function savedTexts() {
+function savedAccount() {
   try {
-    const saved = JSON.parse(localStorage.getItem(STORE) ?? "null");
-    return Array.isArray(saved) ? saved : null;
+    const saved = JSON.parse(localStorage.getItem(ACCOUNT) ?? "null");
+    return typeof saved?.user === "string" && typeof saved?.token === "string" ? saved : null;
   } catch {
     return null;
   }
+}
+
+function showSync(/** @type {any} */ status) {
+  $("sync").textContent = SYNC_TEXT[/** @type {keyof SYNC_TEXT} */ (status.state)](status);
+  $("sync").dataset.state = status.state;
+  // A refused token will not work next time either: forget it and ask to sign in again.
+  if (status.state === "unauthorized") localStorage.removeItem(ACCOUNT);
+  const signedIn = status.user !== null && status.state !== "unauthorized";
+  $("signed-in").hidden = !signedIn;
+  $("account-form").hidden = signedIn;
+  $("user-name").textContent = status.user ?? "";
 }
 
 async function main() {
@@ -45,14 +65,16 @@ async function main() {
     },
   });
   progress.hidden = true;
-  await call("add_notes", { texts: savedTexts() ?? EXAMPLES });
+  app.addEventListener("sync", (/** @type {any} */ e) => showSync(e.detail));
+  app.addEventListener("statechange", () => render());
+  const account = savedAccount();
+  if (account) showSync(await app.connect(account));
   await render();
   showOnline();
   addEventListener("online", showOnline);
   addEventListener("offline", showOnline);
   $("facts").textContent = `Started in ${Math.round(app.info.startupMs)} ms · cross-origin isolated: ${app.info.crossOriginIsolated} · ORT threads: ${app.info.ortThreads}`;
-  $("add").disabled = false;
-  $("search").disabled = false;
+  for (const id of ["add", "search", "login", "register"]) $(id).disabled = false;
 }
 
 /** Call a workflow function, showing its latency or its error. */
@@ -74,11 +96,11 @@ async function call(/** @type {string} */ name, /** @type {object} */ args) {
 
 async function render() {
   const notes = await app.call("notes");
-  localStorage.setItem(STORE, JSON.stringify(notes.map((/** @type {any} */ n) => n.text)));
   $("count").textContent = `(${notes.length})`;
+  $("empty").hidden = notes.length > 0;
   $("notes").replaceChildren(...notes.map((/** @type {any} */ note) => {
     const li = document.createElement("li");
-    li.dataset.id = String(note.id);
+    li.dataset.id = note.id;
     const body = document.createElement("div");
     body.append(note.text, document.createElement("br"), ...tagChips(note.tags));
     const remove = document.createElement("button");
@@ -108,6 +130,38 @@ $("add-form").addEventListener("submit", async (/** @type {Event} */ e) => {
   const text = $("note-text").value;
   if (await call("add_notes", { texts: [text] })) $("note-text").value = "";
   await render();
+});
+
+$("examples").addEventListener("click", async () => {
+  await call("add_notes", { texts: EXAMPLES });
+  await render();
+});
+
+/** Sign in (or create the account), keep the token on this device and start syncing. */
+async function signIn(/** @type {typeof login} */ how) {
+  $("account-error").hidden = true;
+  try {
+    const account = await how({ user: $("user").value.trim(), password: $("password").value });
+    localStorage.setItem(ACCOUNT, JSON.stringify(account));
+    $("password").value = "";
+    showSync(await app.connect(account));
+  } catch (err) {
+    const e = /** @type {Error} */ (err);
+    $("account-error").textContent = e.message;
+    $("account-error").hidden = false;
+  }
+}
+
+$("account-form").addEventListener("submit", (/** @type {Event} */ e) => {
+  e.preventDefault();
+  signIn(login);
+});
+$("register").addEventListener("click", () => {
+  if ($("account-form").reportValidity()) signIn(register);
+});
+$("sign-out").addEventListener("click", async () => {
+  localStorage.removeItem(ACCOUNT);
+  showSync(await app.disconnect());
 });
 
 $("search-form").addEventListener("submit", async (/** @type {Event} */ e) => {

@@ -8,9 +8,15 @@ embeddings as one flat float32 buffer and never loops over floats.
 Documented behaviour for awkward input: texts longer than MAX_TOKENS tokens are truncated (the
 result says which were); empty or blank texts are refused; more than MAX_BATCH texts per call
 are refused (split the batch) so that a call's activations stay a few hundred MB at most.
+
+The notes live in the CRDT document `ctx.state("notes")` (map "notes": id -> {text, tags,
+added}; map "labels": name -> description), so they persist on the device and sync between a
+user's devices; the embeddings are a cache of them in this worker's memory (`Index`).
 """
 
 import array
+import secrets
+import time
 
 from waystation.device import Tensor, export
 from waystation.device.tokenizers import WordPieceTokenizer
@@ -29,21 +35,24 @@ DEFAULT_LABELS = {
 }
 
 
-class Notes:
-    """The notes of this session and their embeddings, row i of `vectors` is note `ids[i]`."""
+class Index:
+    """Embeddings of the notes seen so far, a cache of the state: row i of `vectors` is note `ids[i]`.
+
+    The notes themselves (text, tags, when added) live in the CRDT document "notes", so they
+    persist on the device and sync between devices; a note that arrives from elsewhere is
+    embedded here the first time a search needs it.
+    """
 
     def __init__(self):
-        self.ids: list[int] = []
-        self.texts: dict[int, str] = {}
-        self.tags: dict[int, list[str]] = {}
+        self.ids: list[str] = []
+        self.texts: dict[str, str] = {}  # the text each row was embedded from
         self.vectors = array.array("f")
-        self.next_id = 1
-        self.labels: list[str] = []
+        self.labels: dict[str, str] = {}  # the labels `label_vectors` were embedded from
         self.label_vectors = array.array("f")
 
 
 _tokenizer = None
-_notes = Notes()
+_index = Index()
 
 
 def tokenizer(ctx) -> WordPieceTokenizer:
@@ -89,15 +98,16 @@ async def embed(ctx, texts: list[str]) -> dict:
 async def add_notes(ctx, texts: list[str]) -> list[dict]:
     """Add notes; each is embedded and tagged. Returns the new notes with their ids and tags."""
     vectors, encodings = await encode(ctx, texts)
-    ids = list(range(_notes.next_id, _notes.next_id + len(texts)))
-    _notes.next_id += len(texts)
-    _notes.vectors.frombytes(vectors.data.cast("B"))
-    _notes.ids += ids
-    _notes.texts.update(zip(ids, texts))
-    await _ensure_labels(ctx)
-    for note_id, tags in zip(ids, await _tag(ctx, vectors)):
-        _notes.tags[note_id] = tags
-    return [_note(i) | {"truncated": e.truncated} for i, e in zip(ids, encodings)]
+    ids = [secrets.token_hex(8) for _ in texts]  # unique across devices: notes sync between them
+    _remember(ids, texts, vectors)
+    doc = ctx.state("notes")
+    tags = await _tag(ctx, vectors, doc.map("labels").to_dict() or DEFAULT_LABELS)
+    added = time.time() * 1000
+    with doc.transaction():  # one update: other devices get all the notes or none
+        stored = doc.map("notes")
+        for i, (note_id, text) in enumerate(zip(ids, texts)):
+            stored[note_id] = {"text": text, "tags": tags[i], "added": added + i}
+    return [{"id": i, "text": t, "tags": g, "truncated": e.truncated} for i, t, g, e in zip(ids, texts, tags, encodings)]
 
 
 @export
@@ -107,60 +117,105 @@ async def search(ctx, query: str, k: int = 5) -> list[dict]:
         raise ValueError(f"k must be at least 1, got {k}")
     if not query.strip():
         raise ValueError("query is empty: type what you are looking for")
-    if not _notes.ids:
+    stored = ctx.state("notes").map("notes").to_dict()
+    if not stored:
         return []
+    await _index_notes(ctx, stored)
     vectors, _ = await encode(ctx, [query])
-    values, indices = await _top_k(ctx, vectors, _notes.vectors, k)
-    return [_note(_notes.ids[i]) | {"score": round(s, 6)} for i, s in zip(indices[0], values[0])]
+    values, indices = await _top_k(ctx, vectors, _index.vectors, k)
+    return [_note(_index.ids[i], stored[_index.ids[i]]) | {"score": round(s, 6)} for i, s in zip(indices[0], values[0])]
 
 
 @export
 async def set_labels(ctx, labels: dict[str, str]) -> list[dict]:
-    """Replace the tag labels ({name: description}) and re-tag every note."""
+    """Replace the tag labels ({name: description}) on every device and re-tag every note."""
     if not labels:
         raise ValueError("labels is empty: give at least one {name: description}")
-    vectors, _ = await encode(ctx, list(labels.values()))
-    _notes.labels = list(labels)
-    _notes.label_vectors = array.array("f", vectors.data.cast("B").cast("f"))
-    if _notes.ids:
-        all_notes = Tensor("float32", bytes(_notes.vectors), (len(_notes.ids), DIM))
-        for note_id, tags in zip(_notes.ids, await _tag(ctx, all_notes)):
-            _notes.tags[note_id] = tags
+    for name, description in labels.items():
+        if not name.strip() or not description.strip():
+            raise ValueError(f"label {name!r}: give a name and a description")
+    doc = ctx.state("notes")
+    stored = doc.map("notes").to_dict()
+    await _index_notes(ctx, stored)
+    rows = [_index.ids.index(note_id) for note_id in stored]
+    tags = await _tag(ctx, _rows(rows), labels) if rows else []
+    with doc.transaction():
+        saved = doc.map("labels")
+        saved.clear()
+        saved.update(labels)
+        notes_map = doc.map("notes")
+        for note_id, note_tags in zip(stored, tags):
+            notes_map[note_id] = stored[note_id] | {"tags": note_tags}
     return notes(ctx)
 
 
 @export
 def notes(ctx) -> list[dict]:
-    """Every note of this session, oldest first."""
-    return [_note(i) for i in _notes.ids]
+    """Every note on this device (synced ones included), oldest first."""
+    stored = ctx.state("notes").map("notes").to_dict()
+    ordered = sorted(stored.items(), key=lambda item: (item[1].get("added", 0), item[0]))
+    return [_note(note_id, note) for note_id, note in ordered]
 
 
 @export
-def remove_note(ctx, id: int) -> bool:
-    """Forget a note and its embedding."""
-    if id not in _notes.texts:
-        raise KeyError(f"no note with id {id}")
-    row = _notes.ids.index(id)
-    del _notes.vectors[row * DIM : (row + 1) * DIM]
-    del _notes.ids[row], _notes.texts[id], _notes.tags[id]
+def remove_note(ctx, id: str) -> bool:
+    """Delete a note, on every device once synced."""
+    stored = ctx.state("notes").map("notes")
+    if id not in stored:
+        raise KeyError(f"no note with id {id!r}")
+    del stored[id]
     return True
 
 
-def _note(note_id: int) -> dict:
-    return {"id": note_id, "text": _notes.texts[note_id], "tags": _notes.tags.get(note_id, [])}
+def _note(note_id: str, note: dict) -> dict:
+    return {"id": note_id, "text": note["text"], "tags": note.get("tags", [])}
 
 
-async def _ensure_labels(ctx) -> None:
-    if not _notes.labels:
-        await set_labels(ctx, DEFAULT_LABELS)
+def _remember(ids: list[str], texts: list[str], vectors: Tensor) -> None:
+    _index.vectors.frombytes(vectors.data.cast("B"))
+    _index.ids += ids
+    _index.texts.update(zip(ids, texts))
 
 
-async def _tag(ctx, vectors: Tensor) -> list[list[str]]:
-    values, indices = await _top_k(ctx, vectors, _notes.label_vectors, len(_notes.labels))
+async def _index_notes(ctx, stored: dict) -> None:
+    """Bring the embedding cache to the notes in `stored`: drop what went, embed what came."""
+    keep = [row for row, note_id in enumerate(_index.ids)
+            if note_id in stored and stored[note_id]["text"] == _index.texts[note_id]]
+    if len(keep) < len(_index.ids):
+        vectors = bytes(_rows(keep).data.cast("B")) if keep else b""
+        ids = [_index.ids[row] for row in keep]
+        _index.ids, _index.texts, _index.vectors = ids, {i: _index.texts[i] for i in ids}, array.array("f", vectors)
+    missing = [note_id for note_id in stored if note_id not in _index.texts]
+    for start in range(0, len(missing), MAX_BATCH):
+        batch = missing[start : start + MAX_BATCH]
+        texts = [stored[note_id]["text"] for note_id in batch]
+        vectors, _ = await encode(ctx, texts)
+        _remember(batch, texts, vectors)
+
+
+def _rows(rows: list[int]) -> Tensor:
+    """The embeddings of index rows `rows`, as one [len(rows), DIM] tensor (byte slices, no float loop)."""
+    data = memoryview(_index.vectors).cast("B")
+    width = DIM * 4
+    return Tensor("float32", b"".join(data[r * width : (r + 1) * width] for r in rows), (len(rows), DIM))
+
+
+async def _embed_labels(ctx, labels: dict[str, str]) -> None:
+    if labels != _index.labels:
+        vectors, _ = await encode(ctx, list(labels.values()))
+        _index.labels = dict(labels)
+        _index.label_vectors = array.array("f", vectors.data.cast("B").cast("f"))
+
+
+async def _tag(ctx, vectors: Tensor, labels: dict[str, str]) -> list[list[str]]:
+    """The labels each row of `vectors` is close to."""
+    await _embed_labels(ctx, labels)
+    names = list(_index.labels)
+    values, indices = await _top_k(ctx, vectors, _index.label_vectors, len(names))
     tags = []
     for row_values, row_indices in zip(values, indices):
         best = row_values[0]
-        tags.append([_notes.labels[i] for i, s in zip(row_indices, row_values)
+        tags.append([names[i] for i, s in zip(row_indices, row_values)
                      if s >= TAG_THRESHOLD and s >= best - TAG_MARGIN])
     return tags
 

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from .conftest import BOOT_TIMEOUT_MS, wait_ready
 
@@ -16,6 +17,16 @@ def cpython_embed(site_dir, texts, bundle_name="minilm"):
     out = subprocess.run([sys.executable, "-m", "waystation", "run", str(bundle), "embed", "--args", json.dumps({"texts": texts})],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
+
+
+@pytest.fixture
+def notes_page(notes_page):
+    """The page of a new device (no notes yet), with its five example notes added."""
+    assert notes_page.is_visible("#empty")
+    notes_page.click("#examples")
+    notes_page.wait_for_function("document.querySelectorAll('#notes li').length === 5", timeout=BOOT_TIMEOUT_MS)
+    assert notes_page.is_hidden("#empty")
+    return notes_page
 
 
 def test_search_by_meaning_in_the_page(notes_page):
@@ -79,6 +90,8 @@ def test_search_works_offline_after_one_visit(notes_page, context):
     context.set_offline(True)
     notes_page.reload()
     wait_ready(notes_page)
+    # The notes come back from the device's state (IndexedDB), not from the page.
+    notes_page.wait_for_function("document.querySelectorAll('#notes li').length === 5", timeout=BOOT_TIMEOUT_MS)
     notes_page.fill("#query", "flight")
     notes_page.click("#search")
     notes_page.wait_for_selector("#results li", timeout=BOOT_TIMEOUT_MS)

@@ -64,7 +64,7 @@ def test_remove_note(app):
     first = call(app, "notes")[0]
     assert call(app, "remove_note", {"id": first["id"]}) is True
     assert first["id"] not in [n["id"] for n in call(app, "notes")]
-    with pytest.raises(KeyError, match=f"no note with id {first['id']}"):
+    with pytest.raises(KeyError, match=f"no note with id '{first['id']}'"):
         call(app, "remove_note", {"id": first["id"]})
 
 
@@ -82,3 +82,22 @@ def test_remove_note(app):
 def test_bad_input_gets_a_clear_error(app, name, args, error, message):
     with pytest.raises(error, match=message):
         call(app, name, args)
+
+
+def test_notes_synced_in_from_another_replica_are_embedded_for_search_and_dropped_when_removed(app):
+    from waystation.device.hosts.state_native import NativeStateBackend
+    from waystation.device.state import open_state
+
+    here = open_state("notes")  # what the workflow's ctx.state("notes") is on this host
+    elsewhere = open_state("notes", NativeStateBackend())  # another device's replica
+    elsewhere.apply_update(here.encode_state())
+    elsewhere.map("notes")["from-the-phone"] = {"text": "Renew the passport before the trip", "tags": ["travel"], "added": 1.0}
+    here.apply_update(elsewhere.encode_state(here.state_vector()))
+
+    hit = call(app, "search", {"query": "travel documents", "k": 1})[0]
+    assert hit["id"] == "from-the-phone" and hit["tags"] == ["travel"]
+    assert call(app, "notes")[0]["id"] == "from-the-phone"  # oldest first, by when it was added
+
+    del elsewhere.map("notes")["from-the-phone"]
+    here.apply_update(elsewhere.encode_state(here.state_vector()))
+    assert "from-the-phone" not in [h["id"] for h in call(app, "search", {"query": "travel documents", "k": 10})]
