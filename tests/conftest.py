@@ -75,11 +75,11 @@ def server(site_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest.fixture(scope="session")
 def start_server(site_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], Server]]:
-    """Start another server on the built site, with a --data folder of its own (all stopped at the end)."""
+    """Start another server, on the built site or on `site`, with a --data folder of its own (all stopped at the end)."""
     started: list[Server] = []
 
-    def start() -> Server:
-        started.append(Server(site_dir, tmp_path_factory.mktemp("data")).start())
+    def start(site: Path | None = None) -> Server:
+        started.append(Server(site or site_dir, tmp_path_factory.mktemp("data")).start())
         return started[-1]
 
     yield start
