@@ -63,9 +63,9 @@ async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl
     worker.request({ type: "boot" }).catch(() => {});
     const persisted = store ? persist() : Promise.resolve(false);
     const installed = store && /** @type {any} */ (await store.request("install", { bundle, channel }, onProgress));
-    app.info = await worker.request({ type: "open", bundle, version: installed?.version });
+    if (sync) app._account = checkAccount(sync, "open()");
+    app.info = await worker.request({ type: "open", bundle, version: installed?.version, account: app._syncAccount() });
     app.info.storagePersisted = await persisted;
-    if (sync) await app.connect(sync);
   } catch (err) {
     app.close();
     throw err;
@@ -159,22 +159,24 @@ class App extends EventTarget {
   }
 
   /**
-   * Sync this device's state documents with `account`'s on the server, whenever the network is
-   * there: edits made offline are kept on the device and sent on reconnect. Resolves at once
-   * with the sync status; "sync" events follow it.
+   * Answer from `account`'s state documents and sync them with the server whenever the network
+   * is there: edits made offline are kept on the device and sent on reconnect. Each account has
+   * its own documents on the device; the first sign-in on a device moves the device's own state
+   * into the account. Resolves with the sync status once they are loaded; "sync" events follow.
    * @param {Account} account from register() or login()
    * @returns {Promise<SyncStatus>}
    */
   async connect(account) {
-    if (typeof account?.user !== "string" || typeof account?.token !== "string") {
-      throw new TypeError("connect(): give the {user, token} that register() or login() resolved to");
-    }
-    this._account = { user: account.user, token: account.token };
+    this._account = checkAccount(account, "connect()");
     await this._worker.request({ type: "network", online: navigator.onLine });
     return this._worker.request({ type: "sync", account: this._syncAccount() });
   }
 
-  /** Stop syncing; the state stays on this device. @returns {Promise<SyncStatus>} */
+  /**
+   * Stop syncing and answer from the device's own state again (signing out): the account's
+   * documents stay stored on this device for the next connect(), and nobody else sees them.
+   * @returns {Promise<SyncStatus>}
+   */
   async disconnect() {
     this._account = null;
     return this._worker.request({ type: "sync", account: null });
@@ -245,7 +247,7 @@ class App extends EventTarget {
     const candidate = new WorkerPort(this._baseUrl, `${bundle} ${staged.to} (smoke check)`, (p) => onProgress({ ...p, stage: "smoke-check" }));
     let info;
     try {
-      info = await candidate.request({ type: "open", bundle, version: staged.to });
+      info = await candidate.request({ type: "open", bundle, version: staged.to, account: this._syncAccount() });
       info.smokeCheck = await candidate.request({ type: "smoke" });
     } catch (err) {
       const e = /** @type {WaystationError} */ (err);
@@ -306,7 +308,6 @@ class App extends EventTarget {
     this._listen(worker);
     this.info = { ...this.info, ...info };
     old.close(new WaystationError("ClosedError", `the app moved to ${info.version}`));
-    if (this._account) worker.request({ type: "sync", account: this._syncAccount() }).catch(() => {});
   }
 
   _requireStore(/** @type {string} */ what) {
@@ -429,6 +430,14 @@ class StoreClient {
       target.postMessage({ type, ...data }, [channel.port2]);
     });
   }
+}
+
+/** @param {any} account @param {string} where @returns {Account} */
+function checkAccount(account, where) {
+  if (typeof account?.user !== "string" || typeof account?.token !== "string") {
+    throw new TypeError(`${where}: give the {user, token} that register() or login() resolved to`);
+  }
+  return { user: account.user, token: account.token };
 }
 
 /**

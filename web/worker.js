@@ -1,6 +1,7 @@
 // The Pyodide host: runs workflow scripts in Python and lets them drive onnxruntime-web.
 // One worker holds one open bundle. Protocol (page -> worker): {id, type: "boot"} (start
-// Python early), {id, type: "open", bundle, version?} (the active version when none is given),
+// Python early), {id, type: "open", bundle, version?, account?} (the active version when none is
+// given; with an account, its state documents are the ones loaded and synced),
 // {id, type: "smoke"} (the open bundle's smoke check), {id, type: "call", name, args},
 // {id, type: "sync", account: {url, user, token} | null} (sync state with the server, or stop)
 // and {id, type: "network", online}; replies {id, ok, value | error}, plus {id, type: "progress", ...}
@@ -116,13 +117,13 @@ async function sha256Hex(/** @type {Uint8Array} */ bytes) {
 let openPath = null;
 
 /** Open a bundle version (the active one if none is given); the one open before stays open until this one is. */
-async function openBundle(/** @type {number} */ id, /** @type {string} */ name, /** @type {string | undefined} */ version) {
+async function openBundle(/** @type {number} */ id, /** @type {string} */ name, /** @type {string | undefined} */ version, /** @type {any} */ account) {
   const progress = (/** @type {object} */ p) => self.postMessage({ id, type: "progress", ...p });
   const started = performance.now();
   pythonReady ??= bootPython(progress);
   const python = await pythonReady;
   const fetched = performance.now();
-  const [{ path }] = await Promise.all([fetchBundle(python.pyodide, name, version, progress), state.load()]);
+  const [{ path }] = await Promise.all([fetchBundle(python.pyodide, name, version, progress), account ? state.connect(account) : state.load()]);
   timings.bundleMs = performance.now() - fetched;
   progress({ stage: "models", message: "loading models" });
   const info = JSON.parse(await python.bridge.open_bundle(path));
@@ -176,10 +177,10 @@ self.onmessage = async (/** @type {MessageEvent} */ event) => {
       await pythonReady;
       self.postMessage({ id, ok: true, value: { ...timings } });
     } else if (type === "open") {
-      self.postMessage({ id, ok: true, value: await openBundle(id, event.data.bundle, event.data.version) });
+      self.postMessage({ id, ok: true, value: await openBundle(id, event.data.bundle, event.data.version, event.data.account) });
     } else if (type === "sync") {
-      if (event.data.account) state.connect(event.data.account);
-      else state.disconnect();
+      if (event.data.account) await state.connect(event.data.account);
+      else await state.disconnect();
       self.postMessage({ id, ok: true, value: state.status() });
     } else if (type === "network") {
       state.setOnline(Boolean(event.data.online));
