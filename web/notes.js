@@ -58,6 +58,7 @@ async function main() {
   const progress = $("progress");
   app = await open({
     bundle: "minilm",
+    sync: savedAccount(), // signed in on an earlier visit: that account's notes, synced
     onProgress: (p) => {
       const mb = p.total ? ` ${((p.loaded ?? 0) / 1e6).toFixed(1)} / ${(p.total / 1e6).toFixed(1)} MB` : "";
       setStatus(p.message ?? `${p.stage}${p.file ? `: ${p.file}` : ""}${mb}`, "loading");
@@ -67,8 +68,14 @@ async function main() {
   progress.hidden = true;
   app.addEventListener("sync", (/** @type {any} */ e) => showSync(e.detail));
   app.addEventListener("statechange", () => render());
-  const account = savedAccount();
-  if (account) showSync(await app.connect(account));
+  showSync(app.syncStatus);
+  // Another tab of this browser signed in or out: follow it, so both show the same notes.
+  addEventListener("storage", async (/** @type {StorageEvent} */ e) => {
+    if (e.key !== ACCOUNT) return;
+    const account = savedAccount();
+    showSync(account ? await app.connect(account) : await app.disconnect());
+    await render();
+  });
   await render();
   showOnline();
   addEventListener("online", showOnline);
@@ -145,6 +152,7 @@ async function signIn(/** @type {typeof login} */ how) {
     localStorage.setItem(ACCOUNT, JSON.stringify(account));
     $("password").value = "";
     showSync(await app.connect(account));
+    await render();
   } catch (err) {
     const e = /** @type {Error} */ (err);
     $("account-error").textContent = e.message;
@@ -162,6 +170,7 @@ $("register").addEventListener("click", () => {
 $("sign-out").addEventListener("click", async () => {
   localStorage.removeItem(ACCOUNT);
   showSync(await app.disconnect());
+  await render();
 });
 
 $("search-form").addEventListener("submit", async (/** @type {Event} */ e) => {
