@@ -104,6 +104,16 @@ def test_notes_stay_on_the_device_across_reloads(device, server):
     wait_texts(page, [t for t in examples if t != OAT_MILK])
 
 
+def test_two_tabs_of_one_browser_see_each_others_edits_without_an_account(device, server):
+    context, first = device(server)
+    second = open_page(context, server.url + "/")
+    add_note(first, "Seen in the other tab at once")
+    wait_texts(second, ["Seen in the other tab at once"])
+    remove_note(second, "Seen in the other tab at once")
+    wait_texts(first, [])
+    assert first.get_attribute("#sync", "data-state") == "local"
+
+
 def test_two_devices_edit_offline_and_converge_on_reconnect(device, server):
     account = register(server)
     (laptop_context, laptop), (phone_context, phone) = device(server), device(server)
@@ -163,6 +173,44 @@ def test_edits_survive_a_server_restart(device, start_server):
     _, desktop = device(server)  # a new device learns everything from the server alone
     sign_in(desktop, account)
     wait_texts(desktop, ["Before the restart: water the plants", "While the server was down: buy stamps"])
+
+
+def test_each_account_has_its_own_notes_on_a_shared_device(device, server):
+    ada, bob = register(server), register(server)
+    context, page = device(server)
+    add_note(page, "Made before signing in")
+    sign_in(page, ada)  # the device's first sign-in: its notes move into the account
+    wait_texts(page, ["Made before signing in"])
+    add_note(page, "Ada's private note")
+    page.click("#sign-out")
+    wait_sync(page, "local")
+    wait_texts(page, [])  # what moved into Ada's account is not the device's any more
+    sign_in(page, bob)
+    wait_texts(page, [])  # Bob never sees Ada's notes
+    add_note(page, "Bob's note")
+    page.click("#sign-out")
+    wait_sync(page, "local")
+    sign_in(page, ada)
+    wait_texts(page, ["Made before signing in", "Ada's private note"])
+    # Offline, a reload answers from Ada's copy on this device.
+    context.set_offline(True)
+    page.reload()
+    page.wait_for_selector("#status[data-state=offline]", timeout=BOOT_TIMEOUT_MS)
+    wait_texts(page, ["Made before signing in", "Ada's private note"])
+    wait_sync(page, "offline")
+
+
+def test_a_tab_follows_another_tab_signing_in_and_out(device, server):
+    account = register(server)
+    context, first = device(server)
+    second = open_page(context, server.url + "/")
+    add_note(first, "Before either tab signed in")
+    sign_in(first, account)
+    wait_sync(second, "synced")
+    wait_texts(second, ["Before either tab signed in"])
+    first.click("#sign-out")
+    wait_sync(second, "local")
+    wait_texts(second, [])
 
 
 def test_a_refused_token_is_shown_and_not_retried(device, server):
