@@ -308,6 +308,11 @@ class App extends EventTarget {
     this._listen(worker);
     this.info = { ...this.info, ...info };
     old.close(new WaystationError("ClosedError", `the app moved to ${info.version}`));
+    // What the new worker told while it was a candidate was not relayed: ask it now.
+    worker.request({ type: "network", online: navigator.onLine }).then((status) => {
+      this.syncStatus = status;
+      this.dispatchEvent(new CustomEvent("sync", { detail: status }));
+    }, () => {});
   }
 
   _requireStore(/** @type {string} */ what) {
