@@ -109,12 +109,12 @@ def report(results: list[dict], args: argparse.Namespace) -> None:
 
     print(f"MiniLM int8, headless Chromium, 1 ORT thread, {args.rounds} rounds x {args.runs} calls, medians")
     print(f"{'batch':>5} {'waystation':>11} {'transf.js':>10} {'raw ORT':>8} {'x tjs':>6} {'x raw':>6} "
-          f"{'tokenize':>9} {'model':>7} {'python':>7} {'worker':>7}")
+          f"{'tokenize':>9} {'model':>7} {'python':>7} {'worker':>7} {'page':>7}")
     for r in results:
         m, w = r["medianMs"], r["waystationParts"]
         print(f"{r['batch']:>5} {m['waystation']:>11.2f} {m['transformersjs']:>10.2f} {m['rawOrt']:>8.2f} "
               f"{m['waystation'] / m['transformersjs']:>6.2f} {m['waystation'] / m['rawOrt']:>6.2f} "
-              f"{w['tokenizeMs']:>9.2f} {w['modelMs']:>7.2f} {w['pythonMs']:>7.2f} {w['workerMs']:>7.2f}")
+              f"{w['tokenizeMs']:>9.2f} {w['modelMs']:>7.2f} {w['pythonMs']:>7.2f} {w['workerMs']:>7.2f} {w['pageMs']:>7.2f}")
     s = results[0]["startupMs"]
     print(f"start-up to first embedding: waystation {s['waystation']:.0f} ms, transformers.js {s['transformersjs']:.0f} ms, "
           f"raw ORT session {s['rawOrt']:.0f} ms")

@@ -86,6 +86,7 @@ async function benchmark(o) {
     medianMs: Object.fromEntries(Object.entries(series).map(([k, v]) => [k, median(v)])),
     startupMs: started,
     waystationParts: {
+      pageMs: median(metrics.map((m) => m.ms)), // the same calls as the parts: page to page
       workerMs: median(metrics.map((m) => m.workerMs)),
       pythonMs: median(metrics.map((m) => m.pythonMs)),
       tokenizeMs: median(metrics.map((m) => m.metrics.tokenize_ms)),
