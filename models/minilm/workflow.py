@@ -137,7 +137,8 @@ async def set_labels(ctx, labels: dict[str, str]) -> list[dict]:
     doc = ctx.state("notes")
     stored = doc.map("notes").to_dict()
     await _index_notes(ctx, stored)
-    rows = [_index.ids.index(note_id) for note_id in stored]
+    row_of = {note_id: row for row, note_id in enumerate(_index.ids)}  # not ids.index(): n lookups of O(n)
+    rows = [row_of[note_id] for note_id in stored]
     tags = await _tag(ctx, _rows(rows), labels) if rows else []
     with doc.transaction():
         saved = doc.map("labels")
