@@ -18,7 +18,7 @@
 // the device's documents into the account (they were made by the person signing in).
 import { LOCAL_ORIGIN, makeStateHost } from "./state_host.js";
 
-export { DB_PREFIX, DeviceState, databaseName };
+export { DeviceState };
 
 /** IndexedDB database of document NAME: DB_PREFIX + NAME for the device, DB_PREFIX + USER/NAME for an account. */
 const DB_PREFIX = "waystation-state:";

@@ -155,6 +155,7 @@ class App extends EventTarget {
     this._onNetwork = () => this._worker.request({ type: "network", online: navigator.onLine }).catch(() => {});
     addEventListener("online", this._onNetwork);
     addEventListener("offline", this._onNetwork);
+    this._onNetwork(); // before "open": the page's view of the network, not the worker's, from the start
     this._listen(worker);
   }
 
@@ -168,7 +169,6 @@ class App extends EventTarget {
    */
   async connect(account) {
     this._account = checkAccount(account, "connect()");
-    await this._worker.request({ type: "network", online: navigator.onLine });
     return this._worker.request({ type: "sync", account: this._syncAccount() });
   }
 
