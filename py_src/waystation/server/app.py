@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from .bundles_api import bundle_routes
+from .config import ServerConfig
 from .registry import Registry
 from .static import ISOLATION_HEADERS, SiteFiles
 from .sync import sync_routes
@@ -43,15 +44,16 @@ class IsolationHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(site: str | Path = "dist", data: str | Path = "data") -> Starlette:
-    """The app serving `site` (a built dist/) with all server state under `data`."""
+def create_app(site: str | Path = "dist", data: str | Path = "data", config: ServerConfig | None = None) -> Starlette:
+    """The app serving `site` (a built dist/) with all server state under `data`, within the limits of `config`."""
     site, data = Path(site), Path(data)
+    config = config or ServerConfig.from_env()
     data.mkdir(parents=True, exist_ok=True)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "waystation": __version__})
 
-    sync, sync_lifespan = sync_routes(data)
+    sync, sync_lifespan = sync_routes(data, config)
     routes = [
         Route("/api/health", health),
         *bundle_routes(Registry(data), site),
@@ -61,4 +63,5 @@ def create_app(site: str | Path = "dist", data: str | Path = "data") -> Starlett
     app = Starlette(routes=routes, middleware=[Middleware(IsolationHeaders)], lifespan=sync_lifespan)
     app.state.site = site
     app.state.data = data
+    app.state.config = config
     return app

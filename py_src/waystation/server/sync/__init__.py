@@ -27,7 +27,7 @@ from typing import Any
 from starlette.routing import BaseRoute
 
 from .auth import Accounts
-from .config import SyncConfig
+from ..config import ServerConfig
 from .endpoint import SyncEndpoint
 from .errors import AccountError, ProtocolError
 from .rooms import Room, Rooms
@@ -39,7 +39,6 @@ __all__ = [
     "ProtocolError",
     "Room",
     "Rooms",
-    "SyncConfig",
     "SyncEndpoint",
     "UpdateStore",
     "sync_routes",
@@ -48,16 +47,16 @@ __all__ = [
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
 
-def sync_routes(data: Path, config: SyncConfig | None = None) -> tuple[list[BaseRoute], Lifespan]:
+def sync_routes(data: Path, config: ServerConfig | None = None) -> tuple[list[BaseRoute], Lifespan]:
     """The sync routes over `data/sync.sqlite3`, and the lifespan that opens and flushes the store.
 
     The lifespan must run (Starlette's `lifespan=`): on shutdown, SIGTERM included, it writes
     every buffered update before the process exits.
     """
-    config = config or SyncConfig.from_env()
+    config = config or ServerConfig.from_env()
     path = data / "sync.sqlite3"
-    store = UpdateStore(path, flush_interval=config.flush_seconds, compact_after=config.compact_after)
-    endpoint = SyncEndpoint(Accounts(path, token_days=config.token_days), Rooms(store), config)
+    store = UpdateStore(path, compact_after=config.compact_after)
+    endpoint = SyncEndpoint(Accounts(path, token_days=config.token_hours / 24), Rooms(store), config)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:

@@ -28,7 +28,7 @@ from starlette.websockets import WebSocket
 
 from .auth import Accounts
 from .client import BAD_REQUEST, FORBIDDEN, TOO_BIG, UNAUTHORIZED, UNSUPPORTED_DATA, Client
-from .config import SyncConfig
+from ..config import ServerConfig
 from .errors import AccountError, ProtocolError
 from .protocol import encode_permission_denied
 from .rooms import Room, Rooms
@@ -46,7 +46,7 @@ _INTERNAL_ERROR = 1011
 class SyncEndpoint:
     """The routes over one set of accounts and rooms."""
 
-    def __init__(self, accounts: Accounts, rooms: Rooms, config: SyncConfig) -> None:
+    def __init__(self, accounts: Accounts, rooms: Rooms, config: ServerConfig) -> None:
         self.accounts, self.rooms, self.config = accounts, rooms, config
 
     def routes(self) -> list[BaseRoute]:
