@@ -24,7 +24,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 
 from waystation.site import build_site  # noqa: E402
 
-# Short English sentences, as in the DESIGN.md anchor measurements.
+# Short English sentences, as in the first anchor measurements (transformers.js vs raw ORT).
 SENTENCES = [
     "The cat sits on the mat.", "I love offline-first apps.", "Where is the nearest train station?",
     "Buy milk, eggs and bread.", "The meeting moved to Thursday.", "Python runs in the browser now.",

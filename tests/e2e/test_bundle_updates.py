@@ -1,5 +1,6 @@
 """Delta updates of a bundle in a real browser against the real server: install, update, activate,
-roll back, offline, garbage collection, and every fault the issue lists (issue 4).
+roll back, offline, garbage collection, and every fault an update can meet (corrupt or tampered
+data, untrusted keys, cut and stalled networks, server errors, a full quota, a failing smoke check).
 
 The server runs on a fresh --data registry: the site's digits 1.0.0 on channel "stable" (published
 by `waystation serve` on start), 1.0.1 on "beta" (a new workflow function and a new data file),

@@ -4,7 +4,7 @@ Each model runs the sample input its manifest declares (or, when it declares non
 of its schema with symbolic axes as 1, filled with zeros), and what it answers must fit the
 output schema the manifest declares: every output present, with its dtype, its rank, its fixed
 sizes, and no NaN or infinity. The page runs it in a fresh worker on a staged version, and
-moves the version pointers only when it passes (issue 4); `waystation bundle check` runs it
+moves the version pointers only when it passes; `waystation bundle check` runs it
 on CPython.
 
     report = await smoke_check(app)   # {"classifier": {"ms": 0.4, "outputs": {"label": [1]}}}
