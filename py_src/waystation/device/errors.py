@@ -6,7 +6,9 @@
     ├── ModelError         a model failed to load or run (the runtime's error is chained)
     ├── BundleError        a bundle or its manifest is malformed or fails verification
     │   └── SmokeCheckError  a bundle's model does not answer its sample input within its schema
-    └── StateError         a state document refused an update or a root's kind (Yjs or pycrdt's error chained)
+    ├── StateError         a state document refused an update or a root's kind (Yjs or pycrdt's error chained)
+    └── DataError          an event or query broke a table's schema, or named no such table or column
+        └── StaleFeaturesError  a feature table's copy on the device is older than its max_age
 
 Errors cross host boundaries translated: an onnxruntime (native) or onnxruntime-web (JS)
 error becomes a `ModelError` raised `from` the original, and reaches the page as a
@@ -16,8 +18,10 @@ rejected promise carrying the exception type and message.
 __all__ = [
     "ArgumentError",
     "BundleError",
+    "DataError",
     "ModelError",
     "SmokeCheckError",
+    "StaleFeaturesError",
     "StateError",
     "WaystationError",
     "WorkflowError",
@@ -50,3 +54,11 @@ class SmokeCheckError(BundleError):
 
 class StateError(WaystationError):
     """A state document (`ctx.state(name)`) refused an update, or a root asked for as another kind."""
+
+
+class DataError(WaystationError):
+    """An event broke its table's schema (the table and field are named), or a query named no such table or column."""
+
+
+class StaleFeaturesError(DataError):
+    """A feature table's copy on the device is older than the bundle's `max_age` for it (the age is named)."""

@@ -7,9 +7,20 @@ from functools import cache
 
 from .._env import IN_PYODIDE
 from .base import Host, HostSession, TensorInfo
+from .data_base import DataBackend
 from .state_base import StateBackend, StateDocBackend
 
-__all__ = ["Host", "HostSession", "StateBackend", "StateDocBackend", "TensorInfo", "default_host", "default_state_backend"]
+__all__ = [
+    "DataBackend",
+    "Host",
+    "HostSession",
+    "StateBackend",
+    "StateDocBackend",
+    "TensorInfo",
+    "default_data_backend",
+    "default_host",
+    "default_state_backend",
+]
 
 
 @cache
@@ -33,3 +44,15 @@ def default_state_backend() -> StateBackend:
     from .state_native import NativeStateBackend
 
     return NativeStateBackend()
+
+
+@cache
+def default_data_backend() -> DataBackend:
+    """The runtime's events and feature tables: one SQLite database per process (in the browser: per account)."""
+    if IN_PYODIDE:
+        from .data_browser import BrowserDataBackend  # type: ignore[import-not-found,unused-ignore]
+
+        return BrowserDataBackend()  # type: ignore[no-any-return,unused-ignore]
+    from .data_native import NativeDataBackend, default_data_dir
+
+    return NativeDataBackend(default_data_dir())
