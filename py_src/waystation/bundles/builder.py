@@ -75,6 +75,7 @@ def build_bundle(
         "workflow": source.workflow,
         "files": _file_entries(target, names, chunk_store, bar),
         "models": {k: _model_entry(target, m) for k, m in source.models.items()},
+        **source.data.to_manifest(),  # nothing for a bundle without event or feature tables
     }
     if key is not None:
         from .signing import sign_manifest

@@ -16,6 +16,16 @@
 
     [variants.fp32]               # another bundle, NAME-fp32, from the same recipe and workflow
     models.classifier.file = "classifier-fp32.onnx"
+
+    [events.clicks]               # an event table on the device (device/data/schema.py)
+    fields = { item_id = "str", dwell_ms = "int?" }
+    retention = { days = 7, rows = 100000 }
+    relay = ["item_id"]           # the fields that may be relayed to the server
+    hook = "check_click"          # optional: a workflow function marked @event_hook("clicks")
+
+    [features.items]              # a global feature table the workflow reads
+    key = "item_id"
+    max_age = "1h"                # older than this on the device, a read raises StaleFeaturesError
 """
 
 from __future__ import annotations
@@ -29,7 +39,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..device.errors import BundleError
+from ..device.data.schema import Declarations
+from ..device.errors import BundleError, DataError
 
 __all__ = ["BundleSource"]
 
@@ -46,6 +57,7 @@ class BundleSource:
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     parent: str | None = None
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data: Declarations = field(default_factory=Declarations)
 
     @classmethod
     def load(cls, root: str | Path) -> BundleSource:
@@ -62,6 +74,10 @@ class BundleSource:
                 raise BundleError(f"{config_path}: {key!r} must be a string")
         if not isinstance(config.get("parent", ""), str):
             raise BundleError(f"{config_path}: 'parent' must be a string (a version) when given")
+        try:
+            data = Declarations.parse(config.get("events", {}), config.get("features", {}))
+        except DataError as exc:
+            raise BundleError(f"{config_path}: {exc}") from None
         return cls(
             root=root,
             name=config["name"],
@@ -73,6 +89,7 @@ class BundleSource:
             models=dict(config.get("models", {})),
             parent=config.get("parent"),
             variants=dict(config.get("variants", {})),
+            data=data,
         )
 
     def variant(self, name: str) -> BundleSource:

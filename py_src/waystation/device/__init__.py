@@ -2,15 +2,18 @@
 
 Workflow scripts import from here:
 
-    from waystation.device import Tensor, export
+    from waystation.device import Tensor, event_hook, export
 """
 
 from .context import Context, Metrics
+from .data import Query, event_hook
 from .errors import (
     ArgumentError,
     BundleError,
+    DataError,
     ModelError,
     SmokeCheckError,
+    StaleFeaturesError,
     StateError,
     WaystationError,
     WorkflowError,
@@ -28,11 +31,14 @@ __all__ = [
     "BundleError",
     "BundleFiles",
     "Context",
+    "DataError",
     "Manifest",
     "Metrics",
     "Model",
     "ModelError",
+    "Query",
     "SmokeCheckError",
+    "StaleFeaturesError",
     "StateCounter",
     "StateDoc",
     "StateError",
@@ -43,6 +49,7 @@ __all__ = [
     "WaystationError",
     "Workflow",
     "WorkflowError",
+    "event_hook",
     "export",
     "open_state",
 ]

@@ -12,6 +12,13 @@ A built bundle is a folder with `manifest.json` and the files it lists:
                                "sample": {"pixels": {"dtype": "float32", "shape": [1, 64], "fill": 0}}}},
      "signature": {"alg": "Ed25519", "key": "<16 hex>", "value": "<base64>"}}
 
+A bundle that declares event or feature tables (bundle.toml's `[events.*]`, `[features.*]`)
+carries them normalised in `events` and `features` (see device/data/schema.py), e.g.
+    "events": {"clicks": {"fields": {"item_id": "str"}, "retention": {"seconds": 604800, "rows": 100000},
+                          "relay": ["item_id"], "hook": "check_click"}},
+    "features": {"items": {"key": "item_id", "max_age": "1h"}}
+A bundle without them has neither field, so its manifest is what it was before they existed.
+
 `parent` is the version this one updates (or null), `runtime` the oldest Waystation that can
 run it. Each file lists its content-defined chunks in order: SHA-256 hex of the chunk's bytes
 and its size; they cover the file exactly, and are fetched from `chunks/<sha256>`. A model's
@@ -42,7 +49,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import BundleError
+from .data.schema import Declarations
+from .errors import BundleError, DataError
 
 __all__ = ["FORMAT", "FileEntry", "Manifest", "ModelEntry", "SIGNATURE_ALG", "Signature", "canonical_json"]
 
@@ -139,9 +147,14 @@ class Manifest:
             models={str(k): _model(k, v, files) for k, v in _field(data, "models", dict).items()},
             description=_field(data, "description", str) if "description" in data else "",
             signature=_signature(data["signature"]) if "signature" in data else None,
-            extra={k: v for k, v in data.items() if k not in _KNOWN},
+            extra=_extra(data),
             payload=payload,
         )
+
+    @property
+    def declarations(self) -> Declarations:
+        """The event and feature tables the bundle declares (none for most bundles)."""
+        return _declarations(self.extra)
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -163,6 +176,19 @@ class Manifest:
     def chunks(self) -> dict[str, int]:
         """Every chunk of the bundle once: {sha256: size}."""
         return {sha: size for entry in self.files.values() for sha, size in entry.chunks}
+
+
+def _extra(data: dict[str, Any]) -> dict[str, Any]:
+    extra = {k: v for k, v in data.items() if k not in _KNOWN}
+    _declarations(extra)  # malformed tables are a malformed manifest
+    return extra
+
+
+def _declarations(extra: dict[str, Any]) -> Declarations:
+    try:
+        return Declarations.parse(extra.get("events", {}), extra.get("features", {}))
+    except DataError as exc:
+        raise BundleError(f"manifest: {exc}") from None
 
 
 def canonical_json(value: Any) -> bytes:

@@ -12,14 +12,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .context import Context
+from .data import DeviceData, find_hooks
 from .errors import BundleError
-from .hosts import Host, default_host
+from .hosts import DataBackend, Host, default_data_backend, default_host
 from .manifest import Manifest
 from .model import Model
 from .signature import TrustedKey, verify_manifest
@@ -56,11 +58,28 @@ class BundleFiles:
 class App:
     """A bundle opened on a host: its manifest, models and workflow."""
 
-    def __init__(self, manifest: Manifest, models: dict[str, Model], workflow: Workflow, files: BundleFiles) -> None:
+    def __init__(
+        self, manifest: Manifest, models: dict[str, Model], workflow: Workflow, files: BundleFiles,
+        *, hooks: dict[str, Any] | None = None, data: DataBackend | None = None,
+    ) -> None:
         self.manifest = manifest
         self.models = models
         self.workflow = workflow
         self.files = files
+        self._hooks = hooks or {}
+        self._backend = data
+        self._data: DeviceData | None = None
+
+    @property
+    def data(self) -> DeviceData:
+        """The bundle's event and feature tables, in the host's database (opened on first use)."""
+        if self._data is None:
+            backend = self._backend or default_data_backend()
+            self._data = DeviceData(backend, self.manifest.name, self.manifest.declarations, self._hooks, self._context)
+        return self._data
+
+    def _context(self) -> Context:
+        return Context(self.models, self.manifest.name, self.files, data=lambda: self.data)
 
     @property
     def version(self) -> str:
@@ -69,12 +88,13 @@ class App:
     @classmethod
     async def open(
         cls, root: str | Path, *, host: Host | None = None, verify: bool = True,
-        trusted_keys: Iterable[TrustedKey] | None = None,
+        trusted_keys: Iterable[TrustedKey] | None = None, data: DataBackend | None = None,
     ) -> App:
         """Load a bundle folder: check its files against the manifest, load models, import the workflow.
 
         With `trusted_keys` (CPython only: the browser checks signatures with WebCrypto), a
-        bundle whose manifest is not signed by one of them is refused.
+        bundle whose manifest is not signed by one of them is refused. `data` is where its
+        events and feature tables live (default: the host's, `hosts.default_data_backend()`).
         """
         root = Path(root)
         manifest = Manifest.from_json(_read(root / "manifest.json"))
@@ -90,7 +110,8 @@ class App:
             models[name] = Model(name, session)
         module_name = f"waystation_bundle_{manifest.name}_{next(_module_ids)}"
         workflow = Workflow.load(root / manifest.workflow, module_name)
-        return cls(manifest, models, workflow, BundleFiles(root, manifest))
+        hooks = find_hooks(sys.modules[module_name], manifest.declarations.events)
+        return cls(manifest, models, workflow, BundleFiles(root, manifest), hooks=hooks, data=data)
 
     async def call(self, name: str, args: Any = None, *, tensors: list[Tensor] | None = None) -> dict[str, Any]:
         """Run an exported function: {"result": JSON-able data, "metrics": {...}, "ms": wall time}.
@@ -98,7 +119,7 @@ class App:
         Tensors in the result become nested lists, or, when `tensors` is a list, placeholders
         for the tensors appended to it (see `to_jsonable`).
         """
-        ctx = Context(self.models, self.manifest.name, self.files)
+        ctx = self._context()
         start = time.perf_counter()
         result = await self.workflow.call(name, args, ctx)
         ms = (time.perf_counter() - start) * 1000
