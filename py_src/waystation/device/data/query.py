@@ -156,7 +156,7 @@ class Query:
         if not columns:
             raise DataError(f"{self._label}: sort() needs at least one column")
         for name in columns:
-            if self._column(name).kind == "vector":
+            if self._column(name, unselected=True).kind == "vector":
                 raise DataError(f"{self._label}: cannot sort by vector column {name!r}")
         level = self._open(lambda lv: lv.limit is None)
         return self._with(replace(level, order=tuple((c, descending) for c in columns)))
@@ -265,8 +265,13 @@ class Query:
         level = self._level
         return level if mergeable(level) else _Level(level, level.output())
 
-    def _column(self, name: Any) -> Column:
-        for col in self._level.output():
+    def _column(self, name: Any, *, unselected: bool = False) -> Column:
+        """The column `name` of the result; with `unselected`, also one select() left out (where and sort may use it)."""
+        level = self._level
+        columns = level.output()
+        if unselected and level.group is None and level.limit is None:
+            columns = columns + level.columns
+        for col in columns:
             if col.name == name:
                 return col
         self._check_tables()  # a table with no copy yet says so, rather than that it lacks the column
@@ -279,7 +284,7 @@ class Query:
         return col
 
     def _condition(self, column: str, op: str, value: Any) -> tuple[str, str, Any]:
-        col = self._column(column)
+        col = self._column(column, unselected=True)
         if op == "=":
             op = "=="
         if op not in OPERATORS:
