@@ -1,4 +1,4 @@
-"""The sync store: write-behind buffering, flushes, compaction, on a real SQLite file."""
+"""The sync store: group commit, durability notices, compaction, on a real SQLite file."""
 
 from __future__ import annotations
 
@@ -43,21 +43,21 @@ def rows(path: Path, room: str) -> list[bytes]:
         return [r[0] for r in db.execute("SELECT data FROM sync_updates WHERE room = ? ORDER BY id", (room,))]
 
 
-def test_appends_are_buffered_until_a_flush_and_load_sees_both(tmp_path: Path) -> None:
+def test_appends_of_one_moment_commit_as_one_batch_and_load_sees_them(tmp_path: Path) -> None:
     path = tmp_path / "sync.sqlite3"
     doc, updates = history(10)
 
     async def scenario() -> None:
-        store = UpdateStore(path, flush_interval=3600)
+        store = UpdateStore(path)
         await store.open()
-        for update in updates[:6]:
-            store.append("u/a", update)
-        await store.flush()
+        batches = {store.append("u/a", update) for update in updates[:6]}  # no await between: one batch
+        assert len(batches) == 1 and not store.is_durable(*batches)
+        await store.durable(*batches)
+        assert len(rows(path, "u/a")) == 1  # six updates, merged into one row, committed
         for update in updates[6:]:
             store.append("u/a", update)
-        assert len(rows(path, "u/a")) == 1  # six updates, merged into one row
-        assert loaded(await store.load("u/a")) == content(doc)  # rows plus the buffer
-        await store.close()  # flushes the rest
+        assert loaded(await store.load("u/a")) == content(doc)  # rows plus what is pending
+        await store.close()  # commits the rest
 
     asyncio.run(scenario())
     assert len(rows(path, "u/a")) == 2
@@ -66,12 +66,62 @@ def test_appends_are_buffered_until_a_flush_and_load_sees_both(tmp_path: Path) -
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_what_arrives_during_a_commit_is_the_next_batch_and_is_told_when_durable(tmp_path: Path) -> None:
+    path = tmp_path / "sync.sqlite3"
+    doc, updates = history(30)
+
+    async def scenario() -> None:
+        store = UpdateStore(path)
+        await store.open()
+        told: list[int] = []
+        first = store.append("u/a", updates[0])
+        store.when_durable(first, lambda: told.append(first))
+        await asyncio.sleep(0)  # the flush has started: the batch is in flight
+        later = [store.append("u/a", update) for update in updates[1:]]
+        assert set(later) == {first + 1}  # the next batch, not the one in flight
+        store.when_durable(first + 1, lambda: told.append(first + 1))
+        assert told == []
+        await store.durable(first + 1)
+        assert told == [first, first + 1] and store.is_durable(first + 1)
+        assert len(rows(path, "u/a")) == 2  # one row per batch
+        store.when_durable(first, lambda: told.append(0))  # already durable: at once
+        assert told[-1] == 0
+        await store.close()
+
+    asyncio.run(scenario())
+    assert loaded(rows(path, "u/a")) == content(doc)
+
+
+def test_a_history_that_outweighs_its_squash_is_compacted(tmp_path: Path) -> None:
+    """Rows past the first (the last squash) heavier than it and 1 MiB: squashed, however few."""
+    path = tmp_path / "sync.sqlite3"
+    doc: Doc[Any] = Doc()
+    text = doc.get("text", type=Text)
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    for i in range(6):
+        text.insert(len(text), str(i) * (400 << 10))
+
+    async def scenario() -> None:
+        store = UpdateStore(path)  # compact_after 500: rows alone would never trigger it
+        await store.open()
+        for update in updates:
+            store.append("u/big", update)
+            await store.flush()
+        await store.close()
+
+    asyncio.run(scenario())
+    stored = rows(path, "u/big")
+    assert len(stored) < 4
+    assert loaded(stored)[0] == str(text)
+
+
 def test_compaction_keeps_the_document_and_shrinks_the_rows(tmp_path: Path) -> None:
     path = tmp_path / "sync.sqlite3"
     doc, updates = history(600)
 
     async def scenario() -> None:
-        store = UpdateStore(path, flush_interval=3600, compact_after=50)
+        store = UpdateStore(path, compact_after=50)
         await store.open()
         for update in updates:  # one flush per update: the worst case for the row count
             store.append("u/big", update)
@@ -93,7 +143,7 @@ def test_compact_squashes_to_one_row_now(tmp_path: Path) -> None:
     doc, updates = history(40)
 
     async def scenario() -> None:
-        store = UpdateStore(path, flush_interval=3600)
+        store = UpdateStore(path)
         await store.open()
         for update in updates:
             store.append("u/a", update)
@@ -107,28 +157,12 @@ def test_compact_squashes_to_one_row_now(tmp_path: Path) -> None:
     assert loaded(rows(path, "u/a")) == content(doc)
 
 
-def test_the_timer_flushes_without_being_asked(tmp_path: Path) -> None:
-    path = tmp_path / "sync.sqlite3"
-    _, updates = history(3)
-
-    async def scenario() -> None:
-        store = UpdateStore(path, flush_interval=0.05)
-        await store.open()
-        for update in updates:
-            store.append("u/a", update)
-        await asyncio.sleep(0.3)
-        assert len(rows(path, "u/a")) == 1
-        await store.close()
-
-    asyncio.run(scenario())
-
-
 def test_a_load_racing_a_flush_misses_nothing(tmp_path: Path) -> None:
     path = tmp_path / "sync.sqlite3"
     doc, updates = history(200)
 
     async def scenario() -> None:
-        store = UpdateStore(path, flush_interval=3600)
+        store = UpdateStore(path)
         await store.open()
         for i, update in enumerate(updates):
             store.append("u/a", update)

@@ -1,56 +1,30 @@
 """Squashing a document's history of updates into one update that holds the same document.
 
-Two ways, with their measured sizes for 1,000 appends then 500 deletions (1,500 updates,
-33.7 kB): `merge_updates` keeps every item, deleted ones included (14.0 kB); re-encoding
-the applied document lets deleted content be garbage-collected (1.5 kB). But a document
-drops what it holds pending (updates whose predecessors it has not seen: a client's
-offline edits can arrive that way) when it is re-encoded, so the re-encoding is used only
-when the merge holds nothing beyond the document; otherwise the merge is kept, which
-loses nothing.
+Measured on pycrdt 0.14.13 (yrs), a text pushed by one client in 1 MB updates: merging the
+updates and applying the merge costs 0.16 s for 16 MB, 2.09 s for 32 MB, 7.6 s and 2.4 GB for
+64 MB (11.7 GB for 150 MB: the room's load froze the server for 76 s); applying them one by one
+(`Document.build`) 0.04 s, 0.07 s, 0.26 s and 178 MB; applying the document's own encoding
+(`doc.get_update()`, one block per run of text) 0.03 s for 32 MB. So a history is applied one
+update at a time, never merged first, and the store keeps it short: squashed to the document's
+encoding.
+
+`merge_updates` keeps every item, deleted ones included; re-encoding the applied document lets
+deleted content be garbage-collected (1,000 appends then 500 deletions: 14.0 kB merged, 1.5 kB
+re-encoded). Updates still held (their predecessors missing) are kept beside the encoding,
+merged in: nothing is lost.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pycrdt import merge_updates
 
-from pycrdt import Doc, get_update, merge_updates
+from .document import Document
 
-from ._reader import Reader
-from .errors import ProtocolError
-
-__all__ = ["holds_pending", "squash"]
+__all__ = ["squash"]
 
 
 def squash(updates: list[bytes]) -> bytes:
     """One update equivalent to applying all of `updates`, as small as is safe."""
-    merged = updates[0] if len(updates) == 1 else merge_updates(*updates)
-    doc: Doc[Any] = Doc()
-    doc.apply_update(merged)
-    state = doc.get_state()
-    return merged if holds_pending(merged, state) else doc.get_update()
-
-
-def holds_pending(update: bytes, state: bytes) -> bool:
-    """True if `update` has items or deletions that a document at `state` (its state vector,
-    after applying `update`) could not integrate: they wait for updates not seen yet."""
-    beyond = get_update(update, state)
-    covered = _state_vector(state)
-    reader = Reader(beyond)
-    try:
-        if reader.var_uint() != 0:  # groups of items the state does not cover
-            return True
-        for _ in range(reader.var_uint()):  # the delete set: per client, ranges (clock, length)
-            client = reader.var_uint()
-            for _ in range(reader.var_uint()):
-                clock, length = reader.var_uint(), reader.var_uint()
-                if clock + length > covered.get(client, 0):
-                    return True
-        reader.end()
-    except ProtocolError:
-        return True  # an encoding this does not read: assume the worst
-    return False
-
-
-def _state_vector(state: bytes) -> dict[int, int]:
-    reader = Reader(state)
-    return {reader.var_uint(): reader.var_uint() for _ in range(reader.var_uint())}
+    document = Document.build(updates)
+    encoded = document.doc.get_update()
+    return merge_updates(encoded, *document.held) if document.held else encoded

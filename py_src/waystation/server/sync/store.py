@@ -1,18 +1,28 @@
-"""Document updates in SQLite, written behind: merged in memory, flushed in batches.
+"""Document updates in SQLite, committed in groups; nothing that reveals an update leaves the
+server before the transaction that holds it has committed.
 
     data/sync.sqlite3   table sync_updates (id, room, data): each room's history of updates
 
-`append` only buffers; a flush every `flush_interval` seconds (and on `flush()`, which rooms
-call when they close, and on `close()`, which the app's shutdown calls) merges each room's
-buffered updates into one and writes them in one transaction. Writing each update as it came
-cost ~2.45 ms apiece and lost most of a burst on SIGTERM (shared/DESIGN.md).
+Group commit: `append` adds an update to the batch being collected and returns that batch's
+number; a flush starts as soon as something is pending and no flush is in flight, and what
+arrives meanwhile forms the next batch. Each batch is one transaction, each room's updates in
+it merged into one row. `durable(batch)` waits until that batch has committed: rooms hold back
+every message that reveals an update (its broadcast, a sync step 2 sent after it came) until
+then, so an edit a client can see acknowledged is on disk. Writing each update as it came cost
+~2.45 ms apiece; a batch costs one commit whatever its size.
 
-When a room's history passes `compact_after` rows it is squashed into one row that holds
-the same document (`compaction.squash`), in the same transaction that deletes the rows it
-replaced. Unbounded stores are a known pain of CRDT servers (jupyter-collaboration #430).
+Durability: WAL with synchronous=NORMAL survives the process being killed (SIGKILL included:
+the commit is in the WAL file, in the OS's cache), not a power cut or an OS crash, which can
+lose the last transactions before a checkpoint. synchronous=FULL (`durable_sync=True`) fsyncs
+every commit and survives those too, at the cost of one fsync per batch.
 
-Every SQLite call runs on one worker thread, in submission order, so a `load` sees each
-flush submitted before it, and the buffer it copies at submission holds everything later.
+When a room's history passes `compact_after` rows, or its rows after the first (the last
+squash) outweigh it and 1 MiB, it is squashed into one row holding the same document
+(`compaction.squash`), in the transaction that deletes the rows it replaced: a room then loads
+from one encoding of the document plus a short tail, in time linear in the document.
+
+Every SQLite call runs on one worker thread, in submission order, so a `load` sees each batch
+submitted before it, and the buffer it copies at submission holds everything later.
 """
 
 from __future__ import annotations
@@ -42,54 +52,74 @@ CREATE TABLE IF NOT EXISTS sync_updates (
 );
 CREATE INDEX IF NOT EXISTS sync_updates_by_room ON sync_updates (room, id);
 """
+_RETRY_SECONDS = 1.0  # after a failed write (disk full, locked): the batch stays pending
+_TAIL_SLACK = 1 << 20  # bytes of history past the last squash before its size alone compacts
 
 
 class UpdateStore:
     """The history of every room's document, in `path` (SQLite, WAL)."""
 
-    def __init__(self, path: Path, *, flush_interval: float = 0.5, compact_after: int = 500) -> None:
+    def __init__(self, path: Path, *, compact_after: int = 500, durable_sync: bool = False) -> None:
         self.path = path
-        self.flush_interval = flush_interval
         self.compact_after = compact_after
+        self.durable_sync = durable_sync
+        self.committed = 0  # every batch numbered up to this one is on disk
+        self._batch = 1  # the number of the batch being collected
         self._pending: dict[str, list[bytes]] = {}
+        self._commits: dict[int, asyncio.Future[None]] = {}
+        self._callbacks: dict[int, list[Callable[[], None]]] = {}
+        self._flusher: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-store")
         self._db: sqlite3.Connection | None = None  # owned by the worker thread
-        self._flusher: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
         await self._run(self._connect)
-        self._flusher = asyncio.create_task(self._flush_every_interval(), name="sync-store-flush")
 
     async def close(self) -> None:
-        """Stop the timer, write everything buffered, close the database."""
-        if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
-            self._flusher = None
-        await self.flush()
-        await self._run(self._disconnect)
-        self._executor.shutdown(wait=True)
+        """Write everything pending, close the database."""
+        try:
+            await self.flush()
+        finally:
+            await self._run(self._disconnect)
+            self._executor.shutdown(wait=True)
 
-    def append(self, room: str, update: bytes) -> None:
-        """Buffer an update that the room's document has applied; written by the next flush."""
+    def append(self, room: str, update: bytes) -> int:
+        """Add an update that the room has taken to the next batch; the batch's number, for `durable`."""
         self._pending.setdefault(room, []).append(update)
+        if self._flusher is None and _has_running_loop():  # without one (a tool, a test) `flush` writes
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_batches(), name="sync-store-flush")
+        return self._batch
 
-    async def load(self, room: str) -> list[bytes]:
-        """Every update of `room`: the stored ones, then those still buffered."""
-        buffered = list(self._pending.get(room, ()))
-        return await self._run(self._select, room) + buffered
+    def is_durable(self, batch: int) -> bool:
+        return batch <= self.committed
+
+    def when_durable(self, batch: int, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the event loop) once batch `batch` has committed: now if it has."""
+        if batch <= self.committed:
+            callback()
+        else:
+            self._callbacks.setdefault(batch, []).append(callback)
+
+    async def durable(self, batch: int) -> None:
+        """Return once batch `batch` (from `append`) has committed."""
+        if batch > self.committed:
+            future = self._commits.get(batch)
+            if future is None:
+                future = self._commits[batch] = asyncio.get_running_loop().create_future()
+            await asyncio.shield(future)
 
     async def flush(self) -> None:
-        batch, self._pending = self._pending, {}
-        if not batch:
-            return
-        try:
-            await self._run(self._write, batch)
-        except Exception:
-            log.exception("sync store: writing %d rooms failed; keeping them buffered", len(batch))
-            for room, updates in batch.items():
-                self._pending[room] = updates + self._pending.get(room, [])
-            raise
+        """Return once everything appended so far has committed (raises if a write fails)."""
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
+        if self._pending:  # the last flush gave up on a failure: try once more, and say so
+            await self._write_batch()
+
+    async def load(self, room: str) -> list[bytes]:
+        """Every update of `room`: the stored ones, then those pending (a batch in flight is
+        written before this reads: one worker thread, in submission order)."""
+        buffered = list(self._pending.get(room, ()))
+        return await self._run(self._select, room) + buffered
 
     async def compact(self, room: str) -> None:
         """Squash the stored history of `room` into one row now."""
@@ -99,13 +129,49 @@ class UpdateStore:
         return await self._run(lambda: self._conn().execute(
             "SELECT count(*) FROM sync_updates WHERE room = ?", (room,)).fetchone()[0])
 
-    async def _flush_every_interval(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_interval)
-            try:
-                await self.flush()
-            except Exception:
-                pass  # logged by flush; retried next time
+    async def documents_of(self, user: str) -> set[str]:
+        """The rooms of `user` (`USER/...`) that have a stored or pending update."""
+        prefix = f"{user}/"
+        pending = {room for room in self._pending if room.startswith(prefix)}
+        return pending | await self._run(self._rooms_with_prefix, prefix)
+
+    async def _flush_batches(self) -> None:
+        try:
+            while self._pending:
+                try:
+                    await self._write_batch()
+                except Exception:
+                    await asyncio.sleep(_RETRY_SECONDS)  # logged; the batch is pending again
+        finally:
+            self._flusher = None
+
+    async def _write_batch(self) -> None:
+        batch, number = self._pending, self._batch
+        self._pending, self._batch = {}, number + 1
+        try:
+            to_compact = await self._run(self._write, batch)
+        except Exception:
+            log.exception("sync store: writing %d rooms failed; keeping them pending", len(batch))
+            for room, updates in batch.items():
+                self._pending[room] = updates + self._pending.get(room, [])
+            raise  # what came meanwhile joins the retried batch, numbered as the newest of them
+        self.committed = number
+        for done in [n for n in self._commits if n <= number]:
+            self._commits.pop(done).set_result(None)
+        for done in sorted(n for n in self._callbacks if n <= number):
+            for callback in self._callbacks.pop(done):
+                try:
+                    callback()
+                except Exception:
+                    log.exception("sync store: a commit callback failed")
+        for room in to_compact:
+            await self._compact_logged(room)
+
+    async def _compact_logged(self, room: str) -> None:
+        try:
+            await self._run(self._compact, room)
+        except Exception:  # the rows are written; compaction retries after the next write
+            log.exception("sync store: compacting %s failed", room)
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -116,7 +182,7 @@ class UpdateStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+        db.execute(f"PRAGMA synchronous={'FULL' if self.durable_sync else 'NORMAL'}")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(_SCHEMA)
         self._db = db
@@ -135,30 +201,44 @@ class UpdateStore:
         rows = self._conn().execute("SELECT data FROM sync_updates WHERE room = ? ORDER BY id", (room,))
         return [bytes(data) for (data,) in rows]
 
-    def _write(self, batch: dict[str, list[bytes]]) -> None:
+    def _rooms_with_prefix(self, prefix: str) -> set[str]:
+        rows = self._conn().execute("SELECT DISTINCT room FROM sync_updates WHERE room >= ? AND room < ?",
+                                    (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)))
+        return {room for (room,) in rows}
+
+    def _write(self, batch: dict[str, list[bytes]]) -> list[str]:
+        """Commit `batch`; the rooms whose history now wants compacting."""
         db = self._conn()
         with _transaction(db):
             for room, updates in batch.items():
                 db.executemany("INSERT INTO sync_updates (room, data) VALUES (?, ?)",
                                [(room, update) for update in _merged_or_each(updates)])
-        for room in batch:
-            count = db.execute("SELECT count(*) FROM sync_updates WHERE room = ?", (room,)).fetchone()[0]
-            if count > self.compact_after:
-                try:
-                    self._compact(room)
-                except Exception:  # the rows are written; compaction retries after the next write
-                    log.exception("sync store: compacting %s failed", room)
+        return [room for room in batch if self._wants_compaction(room)]
+
+    def _wants_compaction(self, room: str) -> bool:
+        count, total, first = self._conn().execute(
+            "SELECT count(*), sum(length(data)), (SELECT length(data) FROM sync_updates WHERE room = ?1 ORDER BY id LIMIT 1)"
+            " FROM sync_updates WHERE room = ?1", (room,)).fetchone()
+        return count > self.compact_after or (count > 1 and total - first > max(first, _TAIL_SLACK))
 
     def _compact(self, room: str) -> None:
         db = self._conn()
+        rows = db.execute("SELECT id, data FROM sync_updates WHERE room = ? ORDER BY id", (room,)).fetchall()
+        if len(rows) < 2:
+            return
+        merged = squash([bytes(data) for _, data in rows])  # outside the transaction: commits go on
         with _transaction(db):
-            rows = db.execute("SELECT id, data FROM sync_updates WHERE room = ? ORDER BY id", (room,)).fetchall()
-            if len(rows) < 2:
-                return
-            merged = squash([bytes(data) for _, data in rows])
             db.execute("DELETE FROM sync_updates WHERE room = ? AND id <= ?", (room, rows[-1][0]))
             db.execute("INSERT INTO sync_updates (room, data) VALUES (?, ?)", (room, merged))
         log.info("sync store: compacted %s from %d rows to 1", room, len(rows))
+
+
+def _has_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _merged(updates: list[bytes]) -> bytes:
