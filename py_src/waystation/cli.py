@@ -2,13 +2,15 @@
 
     waystation build [--out dist] [--key KEY]
     waystation serve [--host 127.0.0.1] [--port 8000] [--data data]
-    waystation run models/digits classify_features --args '{"features": [[0, 0, 5, ...]]}'
+    waystation run models/digits classify_features --args '{"features": [[0, 0, 5, ...]]}' [--data DIR]
     waystation keys [--out keys]
     waystation bundle build models/digits [--out build/bundles] [--key keys/waystation.key]
     waystation bundle publish build/bundles/digits/1.0.0 --channel stable --rollout 25 [--data data]
     waystation bundle diff build/bundles/digits/1.0.0 build/bundles/digits/1.0.1 [--json]
     waystation bundle check build/bundles/digits/1.0.1
     waystation bundle rollback --channel stable --bundle digits [--data data]
+    waystation features publish items items.jsonl --key item_id [--data data]
+    waystation events export clicks [--bundle demo] [--since 7d] [--format jsonl|csv] [--data data]
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .data_cli import add_data_commands
 
 __all__ = ["main"]
 
@@ -65,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("function")
     run.add_argument("--args", default="{}", help="JSON object of named arguments, or array of positional ones")
     run.add_argument("--metrics", action="store_true", help="print {result, metrics, ms} instead of the result")
+    run.add_argument("--data", type=Path, default=None,
+                     help="the device's data folder for events and features (default: $XDG_DATA_HOME/waystation)")
     run.set_defaults(handler=_run)
 
     keys = commands.add_parser("keys", help="make an Ed25519 key pair for signing bundles")
@@ -73,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     keys.set_defaults(handler=_keys)
 
     _bundle_parser(commands.add_parser("bundle", help="build, publish, compare and roll back bundles"))
+    add_data_commands(commands)
     return parser
 
 
@@ -143,16 +149,17 @@ def _run(args: argparse.Namespace) -> None:
         call_args: Any = json.loads(args.args)
     except ValueError as exc:
         raise ValueError(f"--args is not valid JSON: {exc}") from None
-    reply = asyncio.run(run_function(args.bundle, args.function, call_args))
+    reply = asyncio.run(run_function(args.bundle, args.function, call_args, data=args.data))
     print(json.dumps(reply if args.metrics else reply["result"]))
 
 
-async def run_function(bundle: Path, function: str, call_args: Any) -> dict[str, Any]:
+async def run_function(bundle: Path, function: str, call_args: Any, data: Path | None = None) -> dict[str, Any]:
     """Open a bundle (building a source folder first) on the native host and call one function."""
+    from .device.hosts.data_native import NativeDataBackend
     from .device.runtime import App
 
     folder = _built_bundle(bundle)
-    app = await App.open(folder)
+    app = await App.open(folder, data=None if data is None else NativeDataBackend(data))
     try:
         return await app.call(function, call_args)
     finally:

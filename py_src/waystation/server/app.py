@@ -17,6 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from .bundles_api import bundle_routes
 from .config import ServerConfig
+from .events_api import event_routes
+from .features_api import feature_routes
 from .registry import Registry
 from .static import ISOLATION_HEADERS, SiteFiles
 from .sync import sync_routes
@@ -58,6 +60,8 @@ def create_app(site: str | Path = "dist", data: str | Path = "data", config: Ser
         Route("/api/health", health),
         *bundle_routes(Registry(data), site),
         *sync,
+        *event_routes(data, config),
+        *feature_routes(data),
         Mount("/", SiteFiles(directory=site, html=True, check_dir=True), name="site"),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(IsolationHeaders)], lifespan=sync_lifespan)

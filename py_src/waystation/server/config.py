@@ -26,6 +26,7 @@ class ServerConfig:
     body_timeout: float = 30.0  # seconds to receive a request's body
     idle_timeout: float = 5.0  # seconds a keep-alive connection may wait for its next request
     max_body_bytes: int = 64 << 10  # largest request body of the JSON APIs (413 past it)
+    max_relay_bytes: int = 1 << 20  # one batch of relayed events once decompressed (413 past it)
     ws_ping_seconds: float = 20.0  # WebSocket ping interval; a peer silent for as long again is dropped
 
     # --- accounts ---
