@@ -12,6 +12,7 @@ DATA ?= data
 
 run: setup
 	$(VENV)/bin/waystation build
+	$(PY) models/picks/publish_items.py --data $(DATA)
 	$(VENV)/bin/waystation serve --host $(HOST) --port $(PORT) --data $(DATA)
 
 test: setup chromium

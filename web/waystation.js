@@ -9,12 +9,16 @@
 //   app.connect(account);                    // ctx.state documents sync with the server when online
 //   app.addEventListener("sync", (e) => console.log(e.detail.state)); // "offline", "syncing", "synced"
 //   app.addEventListener("statechange", (e) => rerender(e.detail.documents)); // edits from elsewhere
+//   await app.events.add("clicks", { item_id: "r12" });  // durable on the device; relayed if open({relay: true})
+//   app.addEventListener("data", (e) => console.log(e.detail.relay, e.detail.features)); // relay, feature sync
 //   app.close();
 //
 // Workflow functions run in Python inside a Web Worker; a Python exception rejects the
 // promise with a WaystationError whose `name` is the Python exception type. Bundles live in
 // the service worker's store (IndexedDB); its errors carry a code as their name, e.g.
 // "chunk-corrupt", "signature-invalid", "quota-exceeded", "smoke-check-failed".
+
+import { DataClient } from "./events.js";
 
 export { login, open, register, registerServiceWorker, WaystationError };
 
@@ -41,7 +45,7 @@ class WaystationError extends Error {
  * @typedef {{state: "local" | "offline" | "syncing" | "synced" | "unauthorized", user: string | null,
  *   documents: Record<string, string>, reason?: string}} SyncStatus
  * @typedef {{bundle: string, channel?: string, onProgress?: (p: Progress) => void, baseUrl?: string | URL, serviceWorker?: boolean,
- *   sync?: Account | null}} OpenOptions
+ *   sync?: Account | null, relay?: boolean}} OpenOptions
  * @typedef {{channel?: string, activate?: "now" | "next-load", onProgress?: (p: any) => void, device?: string,
  *   timeoutMs?: number, retries?: number, concurrency?: number}} UpdateOptions
  */
@@ -53,7 +57,7 @@ class WaystationError extends Error {
  * @param {OpenOptions} options
  * @returns {Promise<App>}
  */
-async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true, sync = null }) {
+async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true, sync = null, relay = false }) {
   if (typeof bundle !== "string" || !bundle) throw new TypeError("open(): `bundle` must be a bundle name, e.g. \"digits\"");
   const store = serviceWorker ? await StoreClient.connect(baseUrl) : null;
   const worker = new WorkerPort(baseUrl, bundle, onProgress);
@@ -64,7 +68,7 @@ async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl
     const persisted = store ? persist() : Promise.resolve(false);
     const installed = store && /** @type {any} */ (await store.request("install", { bundle, channel }, onProgress));
     if (sync) app._account = checkAccount(sync, "open()");
-    app.info = await worker.request({ type: "open", bundle, version: installed?.version, account: app._syncAccount() });
+    app.info = await worker.request({ type: "open", bundle, version: installed?.version, account: app._syncAccount(), relay });
     app.info.storagePersisted = await persisted;
   } catch (err) {
     app.close();
@@ -152,6 +156,8 @@ class App extends EventTarget {
     this._account = null;
     /** @type {SyncStatus} */
     this.syncStatus = { state: "local", user: null, documents: {} };
+    /** Events and feature tables on the device (web/events.js): add, relay, flush, status, syncFeatures. */
+    this.events = new DataClient(() => this._worker, (type, message) => new WaystationError(type, message));
     this._onNetwork = () => this._worker.request({ type: "network", online: navigator.onLine }).catch(() => {});
     addEventListener("online", this._onNetwork);
     addEventListener("offline", this._onNetwork);
@@ -198,6 +204,8 @@ class App extends EventTarget {
         this.dispatchEvent(new CustomEvent("sync", { detail: data.status }));
       } else if (data.type === "state") {
         this.dispatchEvent(new CustomEvent("statechange", { detail: { documents: data.documents } }));
+      } else if (data.type === "data") {
+        this.dispatchEvent(new CustomEvent("data", { detail: data.status }));
       }
     };
   }

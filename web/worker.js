@@ -8,6 +8,12 @@
 // while opening. Events, without an id: {type: "sync", status} when the sync state changes and
 // {type: "state", documents} when documents changed other than by this worker's Python.
 //
+// Data (web/device_data.js, web/data_sync.js): {id, type: "events", adds: [{name, events}, ...]}
+// stores each add all or nothing and replies once they are durable, with one result per add
+// ({ok, ids} or {ok: false, error}); {id, type: "relay", enabled, flush?}; {id, type: "features"}
+// (sync the feature tables now); {id, type: "data-status"}. `open` takes `relay` too. Event:
+// {type: "data", status} when relay or feature sync changes.
+//
 // Bundle files are fetched by URL: under the service worker they come from its IndexedDB store
 // (service_worker/sw/bundle-route.js), without it from the site's own build. Either way each
 // is checked against the manifest before Python sees it.
@@ -16,6 +22,8 @@ import * as ort from "./ort/ort.wasm.min.mjs";
 import { makeOrtHost } from "./ort_host.js";
 import { DeviceState } from "./device_state.js";
 import * as crdt from "./vendor/crdt.js";
+import { DeviceData } from "./device_data.js";
+import { DataSync } from "./data_sync.js";
 
 const base = new URL("./", import.meta.url);
 // onnxruntime-web's wasm must come from the same build as its JS, self-hosted (no CDN).
@@ -31,6 +39,18 @@ const state = new DeviceState(crdt, {
 
 /** @type {Promise<{pyodide: any, bridge: any}> | null} */
 let pythonReady = null;
+/** @type {DeviceData | null} the account's database in OPFS, once Python's FS exists */
+let data = null;
+/** @type {any} the Python module waystation.device._data_bridge, once a bundle is open */
+let dataBridge = null;
+const dataSync = new DataSync({
+  data: /** @type {any} */ ({ run: (/** @type {() => any} */ work) => /** @type {DeviceData} */ (data).run(work) }),
+  python: () => dataBridge,
+  base,
+  onStatus: (status) => self.postMessage({ type: "data", status }),
+});
+/** How long `open` waits for the first feature sync before answering from the copy it has. */
+const FEATURES_AT_OPEN_MS = 3_000;
 /** @type {any} the Python module waystation.device._bridge, once booted */
 let bridge = null;
 /** @type {Record<string, number>} where start-up time went, for app.info.timings */
@@ -49,6 +69,8 @@ async function bootPython(/** @type {(p: object) => void} */ progress) {
   });
   pyodide.registerJsModule("_waystation_ort", makeOrtHost(ort));
   pyodide.registerJsModule("_waystation_state", state.host);
+  data = new DeviceData(pyodide.FS);
+  pyodide.registerJsModule("_waystation_data", data.host);
   timings.runtimeMs = performance.now() - started;
   progress({ stage: "packages", message: "installing waystation" });
   // The waystation wheel is pure and has no dependencies in Pyodide: unpacking it directly
@@ -117,13 +139,18 @@ async function sha256Hex(/** @type {Uint8Array} */ bytes) {
 let openPath = null;
 
 /** Open a bundle version (the active one if none is given); the one open before stays open until this one is. */
-async function openBundle(/** @type {number} */ id, /** @type {string} */ name, /** @type {string | undefined} */ version, /** @type {any} */ account) {
+async function openBundle(/** @type {number} */ id, /** @type {string} */ name, /** @type {string | undefined} */ version, /** @type {any} */ account, /** @type {boolean} */ relay) {
   const progress = (/** @type {object} */ p) => self.postMessage({ id, type: "progress", ...p });
   const started = performance.now();
   pythonReady ??= bootPython(progress);
   const python = await pythonReady;
   const fetched = performance.now();
-  const [{ path }] = await Promise.all([fetchBundle(python.pyodide, name, version, progress), account ? state.connect(account) : state.load()]);
+  const [{ path }] = await Promise.all([
+    fetchBundle(python.pyodide, name, version, progress),
+    account ? state.connect(account) : state.load(),
+    // A reopen without an account (rollback) keeps the database the worker has mounted.
+    /** @type {DeviceData} */ (data).use(account === undefined && data?.owner !== undefined ? /** @type {string | null} */ (data.owner) : account?.user ?? null),
+  ]);
   timings.bundleMs = performance.now() - fetched;
   progress({ stage: "models", message: "loading models" });
   const info = JSON.parse(await python.bridge.open_bundle(path));
@@ -131,6 +158,7 @@ async function openBundle(/** @type {number} */ id, /** @type {string} */ name, 
   bridge = python.bridge;
   if (openPath && openPath !== path) removeTree(python.pyodide.FS, openPath);
   openPath = path;
+  await startDataSync(python.pyodide, account, relay);
   progress({ stage: "ready" });
   return {
     ...info,
@@ -139,6 +167,59 @@ async function openBundle(/** @type {number} */ id, /** @type {string} */ name, 
     crossOriginIsolated: self.crossOriginIsolated,
     ortThreads: ort.env.wasm.numThreads,
   };
+}
+
+/**
+ * Relay and feature sync for the bundle just opened. The first feature sync is waited for (up to
+ * FEATURES_AT_OPEN_MS), so a first visit online answers with the server's tables.
+ * @param {any} pyodide @param {any} account @param {boolean} relay
+ */
+async function startDataSync(pyodide, account, relay) {
+  dataBridge ??= pyodide.pyimport("waystation.device._data_bridge");
+  const described = JSON.parse(dataBridge.describe());
+  if (!described.ok) throw Object.assign(new Error(described.error.message), { name: described.error.type });
+  if (account !== undefined) dataSync.setAccount(account);
+  if (relay !== undefined) dataSync.setRelay(Boolean(relay));
+  dataSync.configure(described.value);
+  if (described.value.features.length && navigator.onLine) {
+    await Promise.race([dataSync.syncFeatures(), new Promise((resolve) => setTimeout(resolve, FEATURES_AT_OPEN_MS))]);
+  }
+}
+
+/**
+ * Store the adds of one burst: each add is all or nothing. Consecutive adds to one table go in
+ * one transaction; when that fails, each is stored on its own so only the bad ones fail.
+ * @param {{name: string, events: object[]}[]} adds
+ */
+async function addEvents(adds) {
+  if (!dataBridge) throw Object.assign(new Error("no bundle is open"), { name: "WorkflowError" });
+  /** @type {object[]} */
+  const results = [];
+  for (let start = 0; start < adds.length;) {
+    let stop = start + 1;
+    while (stop < adds.length && adds[stop].name === adds[start].name) stop++;
+    const group = adds.slice(start, stop);
+    const together = await storeEvents(group[0].name, group.flatMap((add) => add.events));
+    if (together.ok || group.length === 1) {
+      let at = 0;
+      for (const add of group) {
+        results.push(together.ok ? { ok: true, ids: together.value.slice(at, at + add.events.length) } : { ok: false, error: together.error });
+        at += add.events.length;
+      }
+    } else {
+      for (const add of group) {
+        const alone = await storeEvents(add.name, add.events);
+        results.push(alone.ok ? { ok: true, ids: alone.value } : { ok: false, error: alone.error });
+      }
+    }
+    start = stop;
+  }
+  dataSync.kick();
+  return results;
+}
+
+async function storeEvents(/** @type {string} */ name, /** @type {object[]} */ events) {
+  return JSON.parse(await /** @type {DeviceData} */ (data).run(() => dataBridge.add_events(name, JSON.stringify(events))));
 }
 
 /** Delete a folder of Python's in-memory FS: a bundle version no longer open. */
@@ -177,14 +258,28 @@ self.onmessage = async (/** @type {MessageEvent} */ event) => {
       await pythonReady;
       self.postMessage({ id, ok: true, value: { ...timings } });
     } else if (type === "open") {
-      self.postMessage({ id, ok: true, value: await openBundle(id, event.data.bundle, event.data.version, event.data.account) });
+      self.postMessage({ id, ok: true, value: await openBundle(id, event.data.bundle, event.data.version, event.data.account, event.data.relay) });
     } else if (type === "sync") {
       if (event.data.account) await state.connect(event.data.account);
       else await state.disconnect();
+      if (data) await data.use(event.data.account?.user ?? null);
+      dataSync.setAccount(event.data.account ?? null);
       self.postMessage({ id, ok: true, value: state.status() });
     } else if (type === "network") {
       state.setOnline(Boolean(event.data.online));
+      dataSync.setOnline(Boolean(event.data.online));
       self.postMessage({ id, ok: true, value: state.status() });
+    } else if (type === "events") {
+      self.postMessage({ id, ok: true, value: await addEvents(event.data.adds) });
+    } else if (type === "relay") {
+      if (event.data.enabled !== undefined) dataSync.setRelay(Boolean(event.data.enabled));
+      if (event.data.flush) await dataSync.relayNow();
+      self.postMessage({ id, ok: true, value: dataSync.status() });
+    } else if (type === "features") {
+      await dataSync.syncFeatures();
+      self.postMessage({ id, ok: true, value: dataSync.status() });
+    } else if (type === "data-status") {
+      self.postMessage({ id, ok: true, value: dataSync.status() });
     } else if (type === "smoke") {
       if (!bridge) throw Object.assign(new Error("no bundle is open"), { name: "WorkflowError" });
       const reply = JSON.parse(await bridge.smoke_check());
@@ -193,7 +288,8 @@ self.onmessage = async (/** @type {MessageEvent} */ event) => {
     } else if (type === "call") {
       if (!bridge) throw Object.assign(new Error("no bundle is open"), { name: "WorkflowError" });
       const started = performance.now();
-      const answer = await bridge.call(event.data.name, JSON.stringify(event.data.args ?? {}));
+      // Under the data lock: a workflow may read or add events, and tabs take turns on the database.
+      const answer = await /** @type {DeviceData} */ (data).run(() => bridge.call(event.data.name, JSON.stringify(event.data.args ?? {})));
       const reply = JSON.parse(answer.get(0));
       const tensors = takeBuffers(answer.get(1));
       answer.destroy();
