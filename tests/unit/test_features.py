@@ -154,3 +154,34 @@ def test_gzip_answers_decode_to_the_same_delta(server: Server, tmp_path: Path) -
         raw = b"".join(response.iter_raw())
         assert response.headers["content-encoding"] == "gzip"
     assert json.loads(gzip.decompress(raw)) == plain.json() and len(raw) < len(plain.content) / 2
+
+
+def test_many_devices_fetching_the_whole_table_at_once_cost_one_answer(server: Server, tmp_path: Path) -> None:
+    """30 full fetches of a 500 x 384 table at once: all answered, the server's health round trip stays under 1 s."""
+    import random
+    import threading
+
+    rng = random.Random(5)
+    rows = [{"item_id": f"r{i}", "embedding": [rng.uniform(-1, 1) for _ in range(384)]} for i in range(500)]
+    publish(server.data, "crowd", write_jsonl(tmp_path / "crowd.jsonl", rows))
+    statuses: list[int] = []
+
+    def fetch() -> None:
+        statuses.append(httpx.get(f"{server.url}/api/features/crowd", headers={"Accept-Encoding": "gzip"}, timeout=60).status_code)
+
+    threads = [threading.Thread(target=fetch) for _ in range(30)]
+    for t in threads:
+        t.start()
+    worst = 0.0
+    while any(t.is_alive() for t in threads):
+        start = time.perf_counter()
+        assert httpx.get(f"{server.url}/api/health", timeout=10).status_code == 200
+        worst = max(worst, time.perf_counter() - start)
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 30 and worst < 1.0, worst
+    rows[7]["embedding"] = [0.0] * 384
+    publish(server.data, "crowd", write_jsonl(tmp_path / "crowd2.jsonl", rows))
+    fresh = httpx.get(f"{server.url}/api/features/crowd").json()  # a kept answer never hides a new version
+    assert fresh["version"] == 2 and len(fresh["rows"]) == 500
+    assert httpx.get(f"{server.url}/api/features/crowd?since=1").json()["rows"][0][0] == "r7"

@@ -88,6 +88,12 @@ class FeatureStore:
                        (name, key, columns_json, version, full_since, time.time()))
         return {"name": name, "version": version, **counts}
 
+    def head(self, name: str) -> tuple[int, int] | None:
+        """(version, full_since) of a table, or None: which answer a `since` gets, without reading rows."""
+        with self._db() as db:
+            row = db.execute("SELECT version, full_since FROM feature_tables WHERE name = ?", (name,)).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
     def delta(self, name: str, since: int | None) -> dict[str, Any] | None:
         """The rows a device at version `since` needs (None: no such table)."""
         with self._db() as db:
