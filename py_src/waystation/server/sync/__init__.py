@@ -56,7 +56,7 @@ def sync_routes(data: Path, config: ServerConfig | None = None) -> tuple[list[Ba
     config = config or ServerConfig.from_env()
     path = data / "sync.sqlite3"
     store = UpdateStore(path, compact_after=config.compact_after)
-    endpoint = SyncEndpoint(Accounts(path, token_days=config.token_hours / 24), Rooms(store), config)
+    endpoint = SyncEndpoint(Accounts(path, token_hours=config.token_hours), Rooms(store), config)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -64,6 +64,7 @@ def sync_routes(data: Path, config: ServerConfig | None = None) -> tuple[list[Ba
         try:
             yield
         finally:
+            endpoint.close()
             await store.close()
 
     return endpoint.routes(), lifespan

@@ -3,11 +3,21 @@
     data/sync.sqlite3   tables sync_users (name, salt, hash, params), sync_tokens (sha256, user, expires)
 
 A token is 32 random bytes, handed out once; only its SHA-256 is stored, so the database
-does not hold anything that would let its reader sync as someone else.
+does not hold anything that would let its reader sync as someone else. A token lives
+`token_hours`; it can be renewed (a new one, the old one cut to a minute's grace), revoked
+(logout), revoked with all its user's others (logout_all), and a password change revokes
+every token of the user but the new one it hands out.
+
+User names are case-insensitive: NFKC, then casefolded, is the name an account is stored
+and found under ("Ada", "ADA" and "ａｄａ" are "ada"). Rows stored before that rule with
+capitals are found by their lower-case form and keep their stored spelling, which is also
+their documents' room names: renaming them would orphan those documents and the copies on
+their devices. Where two such rows differ only by case, the older one keeps the name.
 
     accounts = Accounts(Path("data/sync.sqlite3"))
-    token = accounts.register("alice", "correct horse")
-    accounts.user_for(token)          # "alice"
+    issued = accounts.register("Alice", "correct horse")
+    issued.user                               # "alice"
+    accounts.session_for(issued.token).user   # "alice"
 """
 
 from __future__ import annotations
@@ -19,16 +29,24 @@ import re
 import secrets
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from .errors import AccountError
 
-__all__ = ["Accounts", "USER_NAME"]
+__all__ = ["Accounts", "Issued", "Session", "USER_NAME", "canonical_user", "check_password", "token_digest"]
 
-USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+USER_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")  # after NFKC and casefolding
+MIN_PASSWORD, MAX_PASSWORD = 8, 1024
+RENEWAL_GRACE_SECONDS = 60.0  # a renewed token still works this long: other tabs catch up
+_COMMON_PASSWORDS = frozenset(FREQUENCY_LISTS["passwords"])  # zxcvbn's 30,000 most common, lower case
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # ~16 MiB and tens of ms per hash (OWASP's minimum)
+_WRONG = "wrong user name or password"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sync_users (
     name TEXT PRIMARY KEY,
@@ -42,61 +60,159 @@ CREATE TABLE IF NOT EXISTS sync_tokens (
     user TEXT NOT NULL REFERENCES sync_users (name),
     expires_at REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS sync_users_by_lower_name ON sync_users (lower(name));
+CREATE INDEX IF NOT EXISTS sync_tokens_by_user ON sync_tokens (user);
 """
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A token just handed out: the only moment its clear text exists on the server."""
+
+    user: str
+    token: str
+    digest: bytes
+    issued_at: float
+    expires_at: float
+
+    def json(self) -> dict[str, object]:
+        return {"user": self.user, "token": self.token, "issued_at": self.issued_at, "expires_at": self.expires_at}
+
+    def session(self) -> Session:
+        return Session(self.user, self.digest, self.expires_at)
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a valid token stands for."""
+
+    user: str
+    digest: bytes
+    expires_at: float
 
 
 class Accounts:
     """Users and tokens in the SQLite file `path`. Blocking: call from a thread pool."""
 
-    def __init__(self, path: Path, *, token_days: float = 30.0) -> None:
+    def __init__(self, path: Path, *, token_hours: float = 168.0) -> None:
         self.path = path
-        self.token_seconds = token_days * 86400
+        self.token_seconds = token_hours * 3600
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
 
-    def register(self, user: str, password: str) -> str:
-        """Create `user`; returns a token for them."""
-        _check_credentials(user, password)
+    def register(self, user: str, password: str) -> Issued:
+        """Create `user` (any case; stored canonical); returns a token for them."""
+        user = canonical_user(user)
+        check_password(user, password)
+        if self._exists(user):  # before the costly hash; the insert checks again
+            raise AccountError(409, f"user {user!r} exists already")
         salt = os.urandom(16)
-        params = ",".join(f"{k}={v}" for k, v in _SCRYPT.items())
+        hashed = _hash(password, salt, _SCRYPT)
         try:
             with self._db() as db:
-                db.execute("INSERT INTO sync_users VALUES (?, ?, ?, ?, ?)",
-                           (user, salt, _hash(password, salt, _SCRYPT), params, time.time()))
+                if self._exists(user, db):
+                    raise sqlite3.IntegrityError
+                db.execute("INSERT INTO sync_users VALUES (?, ?, ?, ?, ?)", (user, salt, hashed, _params(), time.time()))
         except sqlite3.IntegrityError:
             raise AccountError(409, f"user {user!r} exists already") from None
         return self._issue(user)
 
-    def login(self, user: str, password: str) -> str:
+    def login(self, user: str, password: str) -> Issued:
         """A new token for `user` if `password` is theirs."""
-        if len(password) > 1024:
-            raise AccountError(401, "wrong user name or password")
+        return self._issue(self._verify(canonical_user(user, for_login=True), password))
+
+    def session_for(self, token: str) -> Session | None:
+        """What a valid, unexpired token stands for, or None."""
+        digest = token_digest(token)
         with self._db() as db:
-            row = db.execute("SELECT salt, hash, params FROM sync_users WHERE name = ?", (user,)).fetchone()
-        if row is None:
-            _hash(password, b"\0" * 16, _SCRYPT)  # as slow as a real check: names do not leak by timing
-            raise AccountError(401, "wrong user name or password")
-        salt, expected, params = row
-        if not hmac.compare_digest(_hash(password, salt, _parse_params(params)), expected):
-            raise AccountError(401, "wrong user name or password")
-        return self._issue(user)
+            row = db.execute("SELECT user, expires_at FROM sync_tokens WHERE sha256 = ? AND expires_at > ?",
+                             (digest, time.time())).fetchone()
+        return None if row is None else Session(str(row[0]), digest, float(row[1]))
 
     def user_for(self, token: str) -> str | None:
         """The user a valid, unexpired token belongs to, or None."""
-        with self._db() as db:
-            row = db.execute("SELECT user FROM sync_tokens WHERE sha256 = ? AND expires_at > ?",
-                             (_digest(token), time.time())).fetchone()
-        return None if row is None else str(row[0])
+        session = self.session_for(token)
+        return None if session is None else session.user
 
-    def _issue(self, user: str) -> str:
+    def renew(self, token: str) -> tuple[Session, Issued]:
+        """A new token for the holder of `token`, which then works for a minute's grace only."""
+        old = self._require(token)
+        with self._db() as db:
+            db.execute("UPDATE sync_tokens SET expires_at = min(expires_at, ?) WHERE sha256 = ?",
+                       (time.time() + RENEWAL_GRACE_SECONDS, old.digest))
+        return old, self._issue(old.user)
+
+    def logout(self, token: str) -> Session:
+        """Revoke `token`."""
+        session = self._require(token)
+        with self._db() as db:
+            db.execute("DELETE FROM sync_tokens WHERE sha256 = ?", (session.digest,))
+        return session
+
+    def logout_all(self, token: str) -> tuple[Session, int]:
+        """Revoke every token of `token`'s user; returns how many there were."""
+        session = self._require(token)
+        with self._db() as db:
+            count = db.execute("DELETE FROM sync_tokens WHERE user = ?", (session.user,)).rowcount
+        return session, count
+
+    def change_password(self, token: str, old: str, new: str) -> tuple[Session, Issued]:
+        """Set a new password if `old` is right; every token of the user is revoked but the new one returned."""
+        session = self._require(token)
+        self._verify(session.user, old, exact=True)
+        check_password(session.user.casefold(), new)
+        salt = os.urandom(16)
+        hashed = _hash(new, salt, _SCRYPT)
+        with self._db() as db:
+            db.execute("UPDATE sync_users SET salt = ?, hash = ?, params = ? WHERE name = ?",
+                       (salt, hashed, _params(), session.user))
+            db.execute("DELETE FROM sync_tokens WHERE user = ?", (session.user,))
+        return session, self._issue(session.user)
+
+    def _verify(self, user: str, password: str, *, exact: bool = False) -> str:
+        """The stored name of `user` if `password` is theirs; AccountError 401 otherwise.
+
+        `user` is a canonical name, found as stored or as the oldest legacy spelling of it;
+        `exact`: a stored name, as a token's session holds it.
+        """
+        row = None
+        if len(password) <= MAX_PASSWORD:
+            with self._db() as db:
+                if exact:
+                    row = db.execute("SELECT name, salt, hash, params FROM sync_users WHERE name = ?", (user,)).fetchone()
+                else:
+                    row = db.execute("SELECT name, salt, hash, params FROM sync_users WHERE lower(name) = ? "
+                                     "ORDER BY name = ? DESC, created_at LIMIT 1", (user, user)).fetchone()
+        if row is None:
+            _hash(password[:MAX_PASSWORD], b"\0" * 16, _SCRYPT)  # as slow as a real check: names do not leak by timing
+            raise AccountError(401, _WRONG)
+        name, salt, expected, params = row
+        if not hmac.compare_digest(_hash(password, salt, _parse_params(params)), expected):
+            raise AccountError(401, _WRONG)
+        return str(name)
+
+    def _exists(self, user: str, db: sqlite3.Connection | None = None) -> bool:
+        if db is None:
+            with self._db() as db:
+                return self._exists(user, db)
+        return db.execute("SELECT 1 FROM sync_users WHERE lower(name) = ?", (user,)).fetchone() is not None
+
+    def _require(self, token: str) -> Session:
+        session = self.session_for(token)
+        if session is None:
+            raise AccountError(401, "the token is missing, unknown, revoked or expired: log in again")
+        return session
+
+    def _issue(self, user: str) -> Issued:
         token = secrets.token_urlsafe(32)
         now = time.time()
+        issued = Issued(user, token, token_digest(token), now, now + self.token_seconds)
         with self._db() as db:
             db.execute("DELETE FROM sync_tokens WHERE expires_at <= ?", (now,))
-            db.execute("INSERT INTO sync_tokens VALUES (?, ?, ?)", (_digest(token), user, now + self.token_seconds))
-        return token
+            db.execute("INSERT INTO sync_tokens VALUES (?, ?, ?)", (issued.digest, user, issued.expires_at))
+        return issued
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -108,20 +224,44 @@ class Accounts:
             db.close()
 
 
-def _check_credentials(user: str, password: str) -> None:
-    if not USER_NAME.fullmatch(user):
-        raise AccountError(400, "user must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
-    if not 8 <= len(password) <= 1024:
-        raise AccountError(400, "password must be 8 to 1024 characters")
+def canonical_user(name: str, *, for_login: bool = False) -> str:
+    """`name` as accounts are stored: NFKC, casefolded; AccountError 400 (401 when logging in) if not a user name."""
+    canonical = unicodedata.normalize("NFKC", name).casefold()
+    if not USER_NAME.fullmatch(canonical):
+        if for_login:
+            raise AccountError(401, _WRONG)  # no such user can exist
+        raise AccountError(400, "user must be 1-64 letters a-z (any case), digits, '.', '_' or '-', starting "
+                                "with a letter or digit")
+    return canonical
+
+
+def check_password(user: str, password: str) -> None:
+    """The minimum policy: 8 to 1024 characters, not the user's name, not one of the commonest passwords."""
+    advice = "a few unrelated words make a good one"
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(400, f"password is too short: use at least {MIN_PASSWORD} characters ({advice})")
+    if len(password) > MAX_PASSWORD:
+        raise AccountError(400, f"password is too long: use at most {MAX_PASSWORD} characters")
+    folded = unicodedata.normalize("NFKC", password).casefold()
+    if folded == user:
+        raise AccountError(400, f"password must not be the user name: choose something else ({advice})")
+    if folded in _COMMON_PASSWORDS:
+        raise AccountError(400, f"password is one of the {len(_COMMON_PASSWORDS):,} most common passwords, which "
+                                f"are guessed first: choose another ({advice})")
+
+
+def token_digest(token: str) -> bytes:
+    """What the database stores of a token: its SHA-256."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 def _hash(password: str, salt: bytes, params: dict[str, int]) -> bytes:
     return hashlib.scrypt(password.encode(), salt=salt, dklen=32, maxmem=64 << 20, **params)
 
 
+def _params() -> str:
+    return ",".join(f"{k}={v}" for k, v in _SCRYPT.items())
+
+
 def _parse_params(text: str) -> dict[str, int]:
     return {key: int(value) for key, value in (item.split("=") for item in text.split(","))}
-
-
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()

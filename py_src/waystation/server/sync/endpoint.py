@@ -1,11 +1,13 @@
 """The sync API: accounts over HTTP, documents over WebSocket.
 
-    POST /api/sync/register   {"user": NAME, "password": PW}  ->  201 {"user", "token"}
-    POST /api/sync/login      {"user": NAME, "password": PW}  ->  200 {"user", "token"}
+    POST /api/sync/register, login, renew, logout, logout-all, password    (account_routes)
     WS   /api/sync/ws/{USER}/{DOC}?token=TOKEN                     y-websocket protocol
 
 A socket that may not sync is accepted and then closed, with a code that says why: 4401 no
-or unknown token, 4403 a room of another user, 4400 a malformed room name. Refusing the
+or unknown token, 4403 a room of another user, 4400 a malformed room name, 4429 its user has
+`sockets_per_user` open already. An open socket is closed with 4401 when its token is revoked
+or expires (`sessions`). USER is compared case-insensitively; the room joined is spelled
+with the name the account is stored under. Refusing the
 handshake instead reaches y-websocket as an HTTP error it retries forever; a close code is
 something its `connection-close` listener can act on (shared/DESIGN.md). A client that
 breaks the protocol is closed alone: 1009 for a message over the size limit, 1003 for one
@@ -17,21 +19,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
-from json import JSONDecodeError
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from .auth import Accounts
+from .account_routes import AccountRoutes
+from .auth import Accounts, Session
 from .client import BAD_REQUEST, FORBIDDEN, TOO_BIG, UNAUTHORIZED, UNSUPPORTED_DATA, Client
 from ..config import ServerConfig
-from .errors import AccountError, ProtocolError
+from .errors import ProtocolError
+from .hashing import PasswordHasher
 from .protocol import encode_permission_denied
 from .rooms import Room, Rooms
+from .sessions import Sessions
+from .throttle import LoginThrottle
 
 __all__ = ["ROOM_NAME", "SyncEndpoint"]
 
@@ -39,7 +41,9 @@ log = logging.getLogger(__name__)
 
 ROOM_NAME = re.compile(r"(?P<user>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})/[A-Za-z0-9_.:-]{1,128}")
 _CLOSE_GRACE_SECONDS = 5.0
-_CLOSE_REASONS = {UNAUTHORIZED: "unauthorized", FORBIDDEN: "forbidden", BAD_REQUEST: "bad room name"}
+TOO_MANY_SOCKETS = 4429
+_CLOSE_REASONS = {UNAUTHORIZED: "unauthorized", FORBIDDEN: "forbidden", BAD_REQUEST: "bad room name",
+                  TOO_MANY_SOCKETS: "too many sockets"}
 _INTERNAL_ERROR = 1011
 
 
@@ -48,51 +52,46 @@ class SyncEndpoint:
 
     def __init__(self, accounts: Accounts, rooms: Rooms, config: ServerConfig) -> None:
         self.accounts, self.rooms, self.config = accounts, rooms, config
+        self.sessions = Sessions(sockets_per_user=config.sockets_per_user)
+        self.hasher = PasswordHasher(workers=config.password_hash_workers, queue=config.password_hash_queue)
+        throttle = LoginThrottle(per_minute=config.login_per_minute_per_address,
+                                 free_failures=config.login_free_failures, max_delay=config.login_max_delay)
+        self.account_routes = AccountRoutes(accounts, self.sessions, self.hasher, throttle)
 
     def routes(self) -> list[BaseRoute]:
-        return [
-            Route("/api/sync/register", self.register, methods=["POST"]),
-            Route("/api/sync/login", self.login, methods=["POST"]),
-            WebSocketRoute("/api/sync/ws/{room:path}", self.socket),
-        ]
+        return [*self.account_routes.routes(), WebSocketRoute("/api/sync/ws/{room:path}", self.socket)]
 
-    async def register(self, request: Request) -> JSONResponse:
-        return await self._issue_token(request, self.accounts.register, status=201)
-
-    async def login(self, request: Request) -> JSONResponse:
-        return await self._issue_token(request, self.accounts.login, status=200)
-
-    async def _issue_token(self, request: Request, issue: Callable[[str, str], str], *, status: int) -> JSONResponse:
-        try:
-            body = await request.json()
-            user, password = body["user"], body["password"]
-            if not isinstance(user, str) or not isinstance(password, str):
-                raise TypeError
-        except (JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-            return JSONResponse({"error": 'send JSON {"user": NAME, "password": PASSWORD}'}, status_code=400)
-        try:
-            token = await run_in_threadpool(issue, user, password)
-        except AccountError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
-        return JSONResponse({"user": user, "token": token}, status_code=status)
+    def close(self) -> None:
+        self.hasher.close()
 
     async def socket(self, websocket: WebSocket) -> None:
         await websocket.accept()
-        room_name = websocket.path_params["room"]
-        token = websocket.query_params.get("token", "")
-        user = await run_in_threadpool(self.accounts.user_for, token) if token else None
-        refusal = _refusal(user, room_name)
+        session = await self._session(websocket.query_params.get("token", ""))
+        refusal, room_name = _refusal(session, websocket.path_params["room"])
+        if refusal is None and session is not None:
+            client = Client(websocket, session.user, outbox_bytes=self.config.outbox_bytes)
+            if self.sessions.admit(session, client):
+                try:
+                    room = await self.rooms.join(room_name, client)
+                    try:
+                        await self._serve(client, room)
+                    finally:
+                        self.rooms.leave(room, client)
+                finally:
+                    self.sessions.remove(client)
+                return
+            refusal = TOO_MANY_SOCKETS, f"{session.user} has {self.config.sockets_per_user} sync sockets open already"
         if refusal is not None:
-            code, reason = refusal
-            await _refuse(websocket, code, reason)
-            return
-        assert user is not None
-        client = Client(websocket, user, outbox_bytes=self.config.outbox_bytes)
-        room = await self.rooms.join(room_name, client)
-        try:
-            await self._serve(client, room)
-        finally:
-            self.rooms.leave(room, client)
+            await _refuse(websocket, *refusal)
+
+    async def _session(self, token: str) -> Session | None:
+        """What `token` stands for; checked again if a revocation happened meanwhile (it may be this one)."""
+        while token:
+            generation = self.sessions.generation
+            session = await run_in_threadpool(self.accounts.session_for, token)
+            if generation == self.sessions.generation:
+                return session
+        return None
 
     async def _serve(self, client: Client, room: Room) -> None:
         sender = asyncio.create_task(client.run_sender())
@@ -131,15 +130,16 @@ class SyncEndpoint:
             client.close(_INTERNAL_ERROR)
 
 
-def _refusal(user: str | None, room_name: str) -> tuple[int, str] | None:
-    if user is None:
-        return UNAUTHORIZED, "log in: ?token= is missing, unknown or expired"
+def _refusal(session: Session | None, room_name: str) -> tuple[tuple[int, str] | None, str]:
+    """Why this socket may not sync, or None; and its room, spelled with the stored user name."""
+    if session is None:
+        return (UNAUTHORIZED, "log in: ?token= is missing, unknown, revoked or expired"), room_name
     match = ROOM_NAME.fullmatch(room_name)
     if match is None:
-        return BAD_REQUEST, "room must be USER/DOC"
-    if match["user"] != user:
-        return FORBIDDEN, f"room {room_name!r} belongs to another user"
-    return None
+        return (BAD_REQUEST, "room must be USER/DOC"), room_name
+    if match["user"].casefold() != session.user.casefold():  # room names are ASCII: casefold is lower()
+        return (FORBIDDEN, f"room {room_name!r} belongs to another user"), room_name
+    return None, session.user + room_name[len(match["user"]):]
 
 
 async def _refuse(websocket: WebSocket, code: int, reason: str) -> None:

@@ -2,6 +2,7 @@
 
     WaystationError
     ├── AccountError     registration or login refused; `.status` is the HTTP status
+    │   └── RetryLater   refused for now (429 throttled, 503 busy); `.retry_after` in seconds
     └── ProtocolError    a client sent bytes that are not the y-websocket protocol (closed with 1003)
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from ...device.errors import WaystationError
 
-__all__ = ["AccountError", "ProtocolError"]
+__all__ = ["AccountError", "ProtocolError", "RetryLater"]
 
 
 class AccountError(WaystationError):
@@ -18,6 +19,14 @@ class AccountError(WaystationError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class RetryLater(AccountError):
+    """Refused for now, not for good: try again in `retry_after` seconds (429 or 503)."""
+
+    def __init__(self, status: int, message: str, retry_after: float) -> None:
+        super().__init__(status, message)
+        self.retry_after = retry_after
 
 
 class ProtocolError(WaystationError, ValueError):
