@@ -140,3 +140,64 @@ def test_relay_batches_hold_only_relayable_fields_and_resume_after_acknowledgeme
     assert app.data.relay_batch() is None
     add(app, "clicks", {"item_id": "later"})
     assert [e["item_id"] for e in app.data.relay_batch()["events"]] == ["later"]
+
+
+class SwitchingBackend:
+    """Two accounts' databases, as the browser backend switches them on sign-in and out."""
+
+    name = "switching"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.account, self.db = folder, "alice", None
+        self.durable_calls = 0
+
+    def switch(self, account: str) -> None:
+        if self.db is not None:
+            self.db.close()
+        self.account, self.db = account, None
+
+    def connect(self) -> sqlite3.Connection:
+        if self.db is None:
+            self.db = sqlite3.connect(self.folder / f"{self.account}.sqlite3", isolation_level=None)
+        return self.db
+
+    async def durable(self) -> None:  # the browser's is awaited too
+        self.durable_calls += 1
+
+
+def test_each_account_has_its_own_events_and_features(tmp_path: Path) -> None:
+    from waystation.device.data import DeviceData
+
+    backend = SwitchingBackend(tmp_path)
+    folder = build_data_bundle(tmp_path)
+    app = asyncio.run(App.open(folder, data=NativeDataBackend(tmp_path / "unused")))
+    data = DeviceData(backend, app.manifest.name, app.manifest.declarations)
+    asyncio.run(data.add_events("clicks", [{"item_id": "a"}, {"item_id": "b"}]))
+    asyncio.run(data.apply_features({"name": "items", "version": 1, "key": "item_id", "full": True,
+                                     "columns": [["item_id", "str"], ["title", "str"]], "rows": [["a", "A"]]}))
+    backend.switch("bob")
+    assert data.event_query("clicks").count() == 0 and data.feature_version("items") is None
+    asyncio.run(data.add_events("clicks", {"item_id": "bob's"}))
+    backend.switch("alice")
+    assert sorted(data.event_query("clicks").columns()["item_id"]) == ["a", "b"]
+    assert data.feature_query("items").rows() == [{"item_id": "a", "title": "A"}]
+    assert backend.durable_calls == 3  # each committed write was made durable before add/apply returned
+
+
+def test_waystation_run_keeps_events_in_its_data_folder(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    folder = build_data_bundle(tmp_path)
+    root = Path(__file__).resolve().parents[2]
+
+    def run(function: str, args: dict) -> object:
+        out = subprocess.run([sys.executable, "-m", "waystation", "run", str(folder), function, "--args", json.dumps(args),
+                              "--data", str(tmp_path / "cli-data")], cwd=root, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    run("click", {"item_id": "first"})
+    run("click", {"item_id": "second"})
+    assert run("recent", {"minutes": 5}) == ["first", "second"]
+    assert (tmp_path / "cli-data" / "waystation.sqlite3").is_file()

@@ -56,7 +56,9 @@ class EventStore:
         self._connect = connect
         self.bundle = bundle
         self.tables = tables
-        self._ready: dict[str, int] = {}  # id(connection) per table set up, so a new account's database is set up too
+        # The connection each table was set up on: another (a new account's database) is set up
+        # again. Holding the object, not its id, since a closed connection's id can be reused.
+        self._ready: dict[str, sqlite3.Connection] = {}
         self._pruned: dict[str, float] = {}
 
     def table(self, name: str) -> EventTable:
@@ -158,9 +160,9 @@ class EventStore:
 
     def _connection(self, name: str) -> sqlite3.Connection:
         db = self._connect()
-        if self._ready.get(name) != id(db):
+        if self._ready.get(name) is not db:
             self._create(db, self.table(name))
-            self._ready[name] = id(db)
+            self._ready[name] = db
         return db
 
     def _create(self, db: sqlite3.Connection, table: EventTable) -> None:
