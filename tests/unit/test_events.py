@@ -140,6 +140,10 @@ def test_relay_batches_hold_only_relayable_fields_and_resume_after_acknowledgeme
     assert app.data.relay_batch() is None
     add(app, "clicks", {"item_id": "later"})
     assert [e["item_id"] for e in app.data.relay_batch()["events"]] == ["later"]
+    add(app, "clicks", [{"item_id": "x" * 1000} for _ in range(10)])
+    sized = app.data.relay_batch(max_bytes=3500)  # a byte budget too: the server bounds a batch's size
+    assert [len(e["item_id"]) for e in sized["events"]] == [5, 1000, 1000, 1000]
+    assert len(app.data.relay_batch(max_bytes=10)["events"]) == 1  # never none while some are pending
 
 
 class SwitchingBackend:

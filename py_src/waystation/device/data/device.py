@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import DataError
 from ..hosts.data_base import DataBackend
-from .events import EventStore
+from .events import RELAY_BYTES, EventStore
 from .features import FeatureStore
 from .query import Query
 from .schema import Declarations
@@ -70,8 +70,8 @@ class DeviceData:
             result[slot] = event_id
         return result
 
-    def relay_batch(self, limit: int = 500) -> dict[str, Any] | None:
-        return self.events.relay_batch(limit)
+    def relay_batch(self, limit: int = 500, max_bytes: int = RELAY_BYTES) -> dict[str, Any] | None:
+        return self.events.relay_batch(limit, max_bytes)
 
     async def mark_relayed(self, upto: dict[str, int]) -> None:
         self.events.mark_relayed(upto)

@@ -15,6 +15,7 @@ retention deletes before they were relayed are not relayed.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import sqlite3
@@ -27,9 +28,10 @@ from ..errors import DataError
 from .query import Query, TableRef
 from .schema import EventTable
 
-__all__ = ["EventStore", "transaction"]
+__all__ = ["EventStore", "RELAY_BYTES", "transaction"]
 
 _PRUNE_EVERY = 60.0  # seconds between retention passes made by reads
+RELAY_BYTES = 512 << 10  # JSON per relay batch: half the server's default max_relay_bytes (1 MiB)
 _RELAY_SCHEMA = "CREATE TABLE IF NOT EXISTS _ws_relay (tbl TEXT PRIMARY KEY, upto INTEGER NOT NULL)"
 
 
@@ -111,12 +113,17 @@ class EventStore:
 
     # --- relay ------------------------------------------------------------------------------
 
-    def relay_batch(self, limit: int = 500) -> dict[str, Any] | None:
-        """The next events to relay: {"bundle", "events": [{"table", "id", "ts", relayable fields}], "upto": {table: seq}}."""
+    def relay_batch(self, limit: int = 500, max_bytes: int = RELAY_BYTES) -> dict[str, Any] | None:
+        """The next events to relay: {"bundle", "events": [{"table", "id", "ts", relayable fields}], "upto": {table: seq}}.
+
+        At most `limit` events and about `max_bytes` of JSON (always at least one event): the
+        server refuses a batch past its max_relay_bytes, and vectors make events large.
+        """
         events: list[dict[str, Any]] = []
         upto: dict[str, int] = {}
+        size = 0
         for name, table in self.tables.items():
-            if not table.relay or len(events) >= limit:
+            if not table.relay or len(events) >= limit or size >= max_bytes:
                 continue
             db = self._connection(name)
             done = self._relayed(db, name)
@@ -127,7 +134,11 @@ class EventStore:
                 "WHERE seq > ? ORDER BY seq LIMIT ?", (done, limit - len(events))).fetchall()
             decoders = [table.columns[c].decode for c in cols[1:]]
             for seq, *values in rows:
-                events.append({"table": name, **{c: fn(v) for c, fn, v in zip(cols[1:], decoders, values)}})
+                event = {"table": name, **{c: fn(v) for c, fn, v in zip(cols[1:], decoders, values)}}
+                size += len(json.dumps(event)) + 2
+                if events and size > max_bytes:
+                    break
+                events.append(event)
                 upto[name] = seq
         return {"bundle": self.bundle, "events": events, "upto": upto} if events else None
 
