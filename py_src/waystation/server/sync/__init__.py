@@ -56,7 +56,7 @@ def sync_routes(data: Path, config: ServerConfig | None = None) -> tuple[list[Ba
     config = config or ServerConfig.from_env()
     path = data / "sync.sqlite3"
     store = UpdateStore(path, compact_after=config.compact_after)
-    endpoint = SyncEndpoint(Accounts(path, token_hours=config.token_hours), Rooms(store), config)
+    endpoint = SyncEndpoint(Accounts(path, token_hours=config.token_hours), Rooms(store, config), config)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:

@@ -30,6 +30,7 @@ from .client import BAD_REQUEST, FORBIDDEN, TOO_BIG, UNAUTHORIZED, UNSUPPORTED_D
 from ..config import ServerConfig
 from .errors import ProtocolError
 from .hashing import PasswordHasher
+from .limits import LimitExceeded, TokenBucket
 from .protocol import encode_permission_denied
 from .rooms import Room, Rooms
 from .sessions import Sessions
@@ -45,6 +46,7 @@ TOO_MANY_SOCKETS = 4429
 _CLOSE_REASONS = {UNAUTHORIZED: "unauthorized", FORBIDDEN: "forbidden", BAD_REQUEST: "bad room name",
                   TOO_MANY_SOCKETS: "too many sockets"}
 _INTERNAL_ERROR = 1011
+_BURST_SECONDS = 4.0  # seconds of bytes_per_second a socket may send at once (a paste, a reconnect)
 
 
 class SyncEndpoint:
@@ -72,11 +74,7 @@ class SyncEndpoint:
             client = Client(websocket, session.user, outbox_bytes=self.config.outbox_bytes)
             if self.sessions.admit(session, client):
                 try:
-                    room = await self.rooms.join(room_name, client)
-                    try:
-                        await self._serve(client, room)
-                    finally:
-                        self.rooms.leave(room, client)
+                    await self._join_and_serve(client, room_name)
                 finally:
                     self.sessions.remove(client)
                 return
@@ -93,6 +91,18 @@ class SyncEndpoint:
                 return session
         return None
 
+    async def _join_and_serve(self, client: Client, room_name: str) -> None:
+        try:
+            room = await self.rooms.join(room_name, client)
+        except LimitExceeded as exc:  # a new document past the user's limit
+            client.close(exc.code, exc.reason)
+            await client.run_sender()  # sends the close frame
+            return
+        try:
+            await self._serve(client, room)
+        finally:
+            self.rooms.leave(room, client)
+
     async def _serve(self, client: Client, room: Room) -> None:
         sender = asyncio.create_task(client.run_sender())
         receiver = asyncio.create_task(self._receive(client, room))
@@ -106,25 +116,37 @@ class SyncEndpoint:
             await asyncio.gather(sender, receiver, return_exceptions=True)
 
     async def _receive(self, client: Client, room: Room) -> None:
-        """Feed the room until the peer goes or breaks the protocol (then close it)."""
+        """Feed the room until the peer goes or breaks the protocol (then close it).
+
+        Past its burst, a socket is read only as fast as its rate allows: the wait is here,
+        between reads, so TCP backpressure slows the sender and nobody else notices."""
+        config = self.config
+        messages = TokenBucket(config.messages_per_second, config.messages_per_second)
+        volume = TokenBucket(config.bytes_per_second, max(_BURST_SECONDS * config.bytes_per_second,
+                                                          2 * config.max_message_bytes))
         while client.open:
             message = await client.websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
             data = message.get("bytes")
             if data is None:
-                client.close(UNSUPPORTED_DATA)  # y-websocket speaks binary only
-            elif len(data) > self.config.max_message_bytes:
-                client.close(TOO_BIG)
+                client.close(UNSUPPORTED_DATA, "binary messages only")  # y-websocket speaks binary only
+            elif len(data) > config.max_message_bytes:
+                client.close(TOO_BIG, "message too large")
             else:
                 self._deliver(client, room, data)
+                if (pause := max(messages.take(1), volume.take(len(data)))) > 0:
+                    await asyncio.sleep(pause)
 
     def _deliver(self, client: Client, room: Room, data: bytes) -> None:
         try:
             room.receive(client, data)
+        except LimitExceeded as exc:
+            log.info("sync: closing %s in %s: %s", client.user, room.name, exc)
+            client.close(exc.code, exc.reason)
         except ProtocolError as exc:
             log.info("sync: closing %s in %s: %s", client.user, room.name, exc)
-            client.close(UNSUPPORTED_DATA)
+            client.close(UNSUPPORTED_DATA, "not the y-websocket protocol")
         except Exception:
             log.exception("sync: message from %s in %s failed", client.user, room.name)
             client.close(_INTERNAL_ERROR)
