@@ -65,26 +65,42 @@ class EventLog:
 
     def rows(self, table: str, bundle: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
         """The events of `table` (of `bundle`, at or after `since`), oldest first."""
+        return list(self.iter_rows(table, bundle, since))
+
+    def iter_rows(self, table: str, bundle: str | None = None, since: float | None = None) -> Iterator[dict[str, Any]]:
+        """The same, read as they are written out: an export holds one event in memory, not all of them."""
+        sql, params = _filter(table, bundle, since)
+        db = sqlite3.connect(self.path, timeout=10)
+        try:
+            for row in db.execute(f"SELECT bundle, tbl, id, ts, user, data FROM events WHERE {sql} ORDER BY ts, id", params):
+                yield {**dict(zip(_HEAD, row[:5])), **json.loads(row[5])}
+        finally:
+            db.close()
+
+    def field_names(self, table: str, bundle: str | None = None, since: float | None = None) -> list[str]:
+        """Every relayed field name among these events, sorted (SQLite's json_each reads them)."""
         sql, params = _filter(table, bundle, since)
         with self._db() as db:
-            found = db.execute(f"SELECT bundle, tbl, id, ts, user, data FROM events WHERE {sql} ORDER BY ts, id", params).fetchall()
-        return [{**dict(zip(_HEAD, row[:5])), **json.loads(row[5])} for row in found]
+            found = db.execute(f"SELECT DISTINCT j.key FROM events, json_each(events.data) AS j WHERE {sql}", params).fetchall()
+        return sorted(k for (k,) in found if k not in _HEAD)
 
     def export(self, table: str, bundle: str | None = None, since: float | None = None, fmt: str = "jsonl") -> Iterator[str]:
         """The events as lines of JSON, or as CSV with a header (fields: the union over the events, sorted)."""
-        rows = self.rows(table, bundle, since)
+        if fmt not in ("jsonl", "csv"):
+            raise ValueError(f"unknown export format {fmt!r}; formats are jsonl and csv")
         if fmt == "jsonl":
-            for row in rows:
+            for row in self.iter_rows(table, bundle, since):
                 yield json.dumps(row, ensure_ascii=False) + "\n"
             return
-        if fmt != "csv":
-            raise ValueError(f"unknown export format {fmt!r}; formats are jsonl and csv")
-        fields = sorted({k for row in rows for k in row} - set(_HEAD))
+        fields = self.field_names(table, bundle, since)
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow([*_HEAD, *fields])
-        for row in rows:
+        for row in self.iter_rows(table, bundle, since):
             writer.writerow([_cell(row.get(k)) for k in (*_HEAD, *fields)])
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
         yield out.getvalue()
 
     @contextmanager
