@@ -7,13 +7,21 @@ Chunks come from the registry's store (data/chunks), then from the built site's 
 so bundles built into the site need no publishing to be fetched by chunk. Both answers are
 gzip-compressed for a client that accepts it, when that saves bytes (`_gzip`): a chunk's ETag
 is then weak, the same bytes once decoded.
+
+The registry's SQLite and the compression run on a few threads of the API's own, never on the
+event loop: a registry locked by a publish, or a large chunk being compressed, delays only the
+requests that need them, not every other socket of the server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -28,24 +36,46 @@ __all__ = ["IMMUTABLE", "bundle_routes"]
 IMMUTABLE = "public, max-age=31536000, immutable"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _DEVICE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+# Threads for the bundle API's disk and CPU work. Few, and its own: a locked registry then ties
+# up these and never the thread pool that other routes (accounts, static files) share.
+_WORKERS = 4
+T = TypeVar("T")
 
 
 def bundle_routes(registry: Registry, site: Path) -> list[BaseRoute]:
     """The routes, over `registry` and the chunks of the site built in `site`."""
     stores = [registry.chunks, ChunkStore(site / "chunks")]
     packed = GzipCache(registry.data / "chunks.gz")
+    executor = ThreadPoolExecutor(_WORKERS, thread_name_prefix="waystation-bundles")
+
+    async def off_loop(work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(executor, work)
+
+    def find_manifest(name: str, channel: str, device: str, gzip: bool) -> tuple[bytes, bytes | None] | None:
+        manifest = registry.resolve(name, channel, device)
+        if manifest is None:
+            return None
+        return manifest, compress(manifest) if gzip else None
+
+    def find_chunk(sha256: str, gzip: bool) -> tuple[Path, bool] | None:
+        for store in stores:
+            path = store.path(sha256)
+            if path.is_file():
+                gz = packed.get(sha256, path) if gzip else None
+                return (path, False) if gz is None else (gz, True)
+        return None
 
     async def channel_manifest(request: Request) -> Response:
         name, channel = request.path_params["name"], request.path_params["channel"]
         device = request.query_params.get("device", "")
         if not _DEVICE.fullmatch(device):
             return _error(400, "?device= must be a device id of 1-128 letters, digits, '.', '_', ':' or '-'")
-        manifest = registry.resolve(name, channel, device)
-        if manifest is None:
+        found = await off_loop(lambda: find_manifest(name, channel, device, accepts_gzip(request.headers)))
+        if found is None:
             return _error(404, f"no release of {name!r} on channel {channel!r} includes this device")
+        manifest, body = found
         etag = f'"{hashlib.sha256(manifest).hexdigest()}"'
         headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
-        body = compress(manifest) if accepts_gzip(request.headers) else None
         if body is not None:
             headers.update(_GZIP, ETag=f"W/{etag}")
         if etag in _etags(request.headers.get("if-none-match", "")):
@@ -56,15 +86,14 @@ def bundle_routes(registry: Registry, site: Path) -> list[BaseRoute]:
         sha256 = request.path_params["sha256"]
         if not _SHA256.fullmatch(sha256):
             return _error(400, f"{sha256[:80]!r} is not a chunk address (64 lowercase hex digits)")
-        for store in stores:
-            path = store.path(sha256)
-            if path.is_file():
-                headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{sha256}"', "Vary": "Accept-Encoding"}
-                gz = packed.get(sha256, path) if accepts_gzip(request.headers) else None
-                if gz is not None:
-                    path, headers = gz, {**headers, **_GZIP, "ETag": f'W/"{sha256}"'}
-                return FileResponse(path, media_type="application/octet-stream", headers=headers)
-        return _error(404, f"no chunk {sha256}")
+        found = await off_loop(lambda: find_chunk(sha256, accepts_gzip(request.headers)))
+        if found is None:
+            return _error(404, f"no chunk {sha256}")
+        path, gzipped = found
+        headers = {"Cache-Control": IMMUTABLE, "ETag": f'"{sha256}"', "Vary": "Accept-Encoding"}
+        if gzipped:
+            headers = {**headers, **_GZIP, "ETag": f'W/"{sha256}"'}
+        return FileResponse(path, media_type="application/octet-stream", headers=headers)
 
     return [
         Route("/api/bundles/{name}/channels/{channel}", channel_manifest),
