@@ -83,7 +83,8 @@ def build_site(
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
-    shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.test.js"))
+    # Dotfiles (.env, .git, editor swap files) are never part of the site, at any depth.
+    shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*", "__pycache__", "*.test.js"))
 
 
 def _copy_files(src: Path, names: list[str], dst: Path) -> None:

@@ -12,42 +12,35 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from .. import __version__
 from .bundles_api import bundle_routes
+from .body_limit import BodyLimit
 from .config import ServerConfig
 from .events_api import event_routes
 from .features_api import feature_routes
 from .registry import Registry
-from .static import ISOLATION_HEADERS, SiteFiles
+from .security_headers import SecurityHeaders
+from .static import SiteFiles
 from .sync import sync_routes
 
 __all__ = ["create_app"]
 
 
-class IsolationHeaders:
-    """Adds COOP/COEP/CORP to every HTTP response, API answers and 404s included."""
+class _App(Starlette):
+    """Starlette with the security headers outside everything, its 500 answers included."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = message.setdefault("headers", [])
-                headers.extend((k.lower().encode(), v.encode()) for k, v in ISOLATION_HEADERS.items())
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def create_app(site: str | Path = "dist", data: str | Path = "data", config: ServerConfig | None = None) -> Starlette:
-    """The app serving `site` (a built dist/) with all server state under `data`, within the limits of `config`."""
+    """The app serving `site` (a built dist/) with all server state under `data`, within the limits of `config`.
+
+    Request bodies are limited to `config.max_body_bytes` (413 past it); a route that takes more
+    gets its own limit in BodyLimit's `routes` table.
+    """
     site, data = Path(site), Path(data)
     config = config or ServerConfig.from_env()
     data.mkdir(parents=True, exist_ok=True)
@@ -64,7 +57,8 @@ def create_app(site: str | Path = "dist", data: str | Path = "data", config: Ser
         *feature_routes(data),
         Mount("/", SiteFiles(directory=site, html=True, check_dir=True), name="site"),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(IsolationHeaders)], lifespan=sync_lifespan)
+    app = _App(routes=routes, lifespan=sync_lifespan,
+               middleware=[Middleware(BodyLimit, max_bytes=config.max_body_bytes)])
     app.state.site = site
     app.state.data = data
     app.state.config = config
