@@ -126,10 +126,11 @@ def _build(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from .server.app import create_app
+    from .server.config import ServerConfig
+    from .server.connections import serve
 
+    config = ServerConfig.from_env()  # before building anything: a malformed setting stops here
     if not (args.site / "boot.json").is_file():
         from .site import build_site, find_project_root
 
@@ -139,9 +140,9 @@ def _serve(args: argparse.Namespace) -> None:
 
     for release in publish_site_bundles(Registry(args.data), args.site, warn=_say):
         _say(f"published the site's {release}")
-    app = create_app(site=args.site, data=args.data)
+    app = create_app(site=args.site, data=args.data, config=config)
     _say(f"serving {args.site} on http://{args.host}:{args.port} (data in {args.data})")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    serve(app, args.host, args.port, config, say=_say)
 
 
 def _run(args: argparse.Namespace) -> None:
