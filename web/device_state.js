@@ -28,7 +28,7 @@ const CHANGE_COALESCE_MS = 30;
 /**
  * @typedef {{Y: typeof import("yjs"), IndexeddbPersistence: any, WebsocketProvider: any}} Crdt
  * @typedef {{url: string, user: string, token: string}} Account
- * @typedef {"local" | "offline" | "syncing" | "synced" | "unauthorized"} SyncState
+ * @typedef {"local" | "offline" | "syncing" | "synced" | "unauthorized" | "refused"} SyncState
  * @typedef {{state: SyncState, user: string | null, documents: Record<string, SyncState>, reason?: string}} SyncStatus
  * @typedef {{doc: any, persistence: any, provider: any, state: SyncState, reason?: string}} Entry
  */
@@ -129,6 +129,7 @@ class DeviceState {
     let state;
     if (!this._account) state = "local";
     else if (states.includes("unauthorized")) state = "unauthorized";
+    else if (states.includes("refused")) state = "refused";
     else if (!this._online) state = "offline";
     else state = states.every((s) => s === "synced") ? "synced" : "syncing";
     return { state, user: this._account?.user ?? null, documents, ...(reason ? { reason } : {}) };
@@ -194,10 +195,12 @@ class DeviceState {
       entry.state = this._online ? "syncing" : "offline";
       this._report();
     });
-    // 4401 (no or unknown token), 4403 (another user's room): y-websocket stops retrying on 44xx.
+    // y-websocket stops retrying on 44xx and tells "closed". 4401: the token is missing, revoked or
+    // expired (sign in again). The others refuse this socket, not the account: 4403 another user's
+    // room, 4429 too many sockets of this user, 4413 a document past the server's limits.
     provider.on("closed", (/** @type {{code: number, reason: string}} */ { code, reason }) => {
       if (entry.provider !== provider) return;
-      entry.state = "unauthorized";
+      entry.state = code === 4401 ? "unauthorized" : "refused";
       entry.reason = `${code} ${reason}`;
       this._report();
     });

@@ -4,13 +4,14 @@
 import { login, open, register } from "./waystation.js";
 
 const $ = (/** @type {string} */ id) => /** @type {any} */ (document.getElementById(id));
-const ACCOUNT = "waystation-account"; // {user, token} of the signed-in user, on this device
+const ACCOUNT = "waystation-account"; // {user, token, issuedAt, expiresAt} of the signed-in user, on this device
 const SYNC_TEXT = {
   local: () => "Notes stay on this device.",
   offline: () => "Offline: edits are kept on this device and sent when the network is back.",
   syncing: () => "Syncing with the server…",
   synced: (/** @type {any} */ s) => `Up to date: synced with the server as ${s.user}.`,
   unauthorized: (/** @type {any} */ s) => `The server refused to sync (${s.reason}): sign in again.`,
+  refused: (/** @type {any} */ s) => `The server refused to sync (${s.reason}); notes stay on this device.`,
 };
 const EXAMPLES = [
   "Buy oat milk, coffee beans and bread",
@@ -43,6 +44,12 @@ function savedAccount() {
   }
 }
 
+/** Keep `account` for the next visit, unless it is the one kept already (other tabs follow a change). */
+function saveAccount(/** @type {any} */ account) {
+  const saved = savedAccount();
+  if (account && (saved?.user !== account.user || saved?.token !== account.token)) localStorage.setItem(ACCOUNT, JSON.stringify(account));
+}
+
 function showSync(/** @type {any} */ status) {
   $("sync").textContent = SYNC_TEXT[/** @type {keyof SYNC_TEXT} */ (status.state)](status);
   $("sync").dataset.state = status.state;
@@ -66,6 +73,8 @@ async function main() {
     },
   });
   progress.hidden = true;
+  saveAccount(app.account); // open() renews a token past half its life
+  app.addEventListener("account", (/** @type {any} */ e) => saveAccount(e.detail.account));
   app.addEventListener("sync", (/** @type {any} */ e) => showSync(e.detail));
   app.addEventListener("statechange", () => render());
   showSync(app.syncStatus);
@@ -73,7 +82,7 @@ async function main() {
   addEventListener("storage", async (/** @type {StorageEvent} */ e) => {
     if (e.key !== ACCOUNT) return;
     const account = savedAccount();
-    showSync(account ? await app.connect(account) : await app.disconnect());
+    showSync(account ? await app.connect(account) : await app.disconnect({ revoke: false })); // it revoked it
     await render();
   });
   await render();
@@ -149,7 +158,7 @@ async function signIn(/** @type {typeof login} */ how) {
   $("account-error").hidden = true;
   try {
     const account = await how({ user: $("user").value.trim(), password: $("password").value });
-    localStorage.setItem(ACCOUNT, JSON.stringify(account));
+    saveAccount(account);
     $("password").value = "";
     showSync(await app.connect(account));
     await render();
@@ -169,7 +178,7 @@ $("register").addEventListener("click", () => {
 });
 $("sign-out").addEventListener("click", async () => {
   localStorage.removeItem(ACCOUNT);
-  showSync(await app.disconnect());
+  showSync(await app.disconnect()); // revokes the token on the server when online
   await render();
 });
 

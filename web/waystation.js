@@ -5,8 +5,11 @@
 //   const answer = await app.call("classify_features", { features: [[0, 3, 16, ...]] });
 //   const update = await app.update({ onProgress: (p) => console.log(p.loaded, p.total) });
 //   // {from: "1.0.0", to: "1.0.1", fetchedBytes, totalBytes, savedBytes, activated: "now"}
-//   const account = await login({ user: "ada", password: "..." });   // or register(...)
+//   const account = await login({ user: "Ada", password: "..." });   // or register(...); account.user is "ada"
 //   app.connect(account);                    // ctx.state documents sync with the server when online
+//   app.addEventListener("account", (e) => save(e.detail.account));  // renewed or after a password change
+//   await app.changePassword({ oldPassword, newPassword });           // other devices are signed out
+//   app.disconnect();                        // sign out: the token is revoked on the server
 //   app.addEventListener("sync", (e) => console.log(e.detail.state)); // "offline", "syncing", "synced"
 //   app.addEventListener("statechange", (e) => rerender(e.detail.documents)); // edits from elsewhere
 //   await app.events.add("clicks", { item_id: "r12" });  // durable on the device; relayed if open({relay: true})
@@ -16,11 +19,13 @@
 // Workflow functions run in Python inside a Web Worker; a Python exception rejects the
 // promise with a WaystationError whose `name` is the Python exception type. Bundles live in
 // the service worker's store (IndexedDB); its errors carry a code as their name, e.g.
-// "chunk-corrupt", "signature-invalid", "quota-exceeded", "smoke-check-failed".
+// "chunk-corrupt", "signature-invalid", "quota-exceeded", "smoke-check-failed". Account calls
+// reject with "account-error" (status in details), "rate-limited" or "server-busy" (details.retryAfter
+// in seconds) and "network".
 
 import { DataClient } from "./events.js";
 
-export { login, open, register, registerServiceWorker, WaystationError };
+export { changePassword, login, logout, logoutAll, open, register, registerServiceWorker, renew, WaystationError };
 
 /** An error raised by a workflow function or by Waystation itself, carried to the page. */
 class WaystationError extends Error {
@@ -41,8 +46,9 @@ class WaystationError extends Error {
 
 /**
  * @typedef {{stage: string, message?: string, file?: string, loaded?: number, total?: number}} Progress
- * @typedef {{user: string, token: string}} Account what register() and login() resolve to
- * @typedef {{state: "local" | "offline" | "syncing" | "synced" | "unauthorized", user: string | null,
+ * @typedef {{user: string, token: string, issuedAt?: number, expiresAt?: number}} Account what register() and
+ *   login() resolve to: the canonical (lower-case) user name, the token and its lifetime in ms since the epoch
+ * @typedef {{state: "local" | "offline" | "syncing" | "synced" | "unauthorized" | "refused", user: string | null,
  *   documents: Record<string, string>, reason?: string}} SyncStatus
  * @typedef {{bundle: string, channel?: string, onProgress?: (p: Progress) => void, baseUrl?: string | URL, serviceWorker?: boolean,
  *   sync?: Account | null, relay?: boolean}} OpenOptions
@@ -67,7 +73,7 @@ async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl
     worker.request({ type: "boot" }).catch(() => {});
     const persisted = store ? persist() : Promise.resolve(false);
     const installed = store && /** @type {any} */ (await store.request("install", { bundle, channel }, onProgress));
-    if (sync) app._account = checkAccount(sync, "open()");
+    if (sync) app._account = await app._renewed(checkAccount(sync, "open()"));
     app.info = await worker.request({ type: "open", bundle, version: installed?.version, account: app._syncAccount(), relay });
     app.info.storagePersisted = await persisted;
   } catch (err) {
@@ -97,44 +103,111 @@ async function persist() {
 }
 
 /**
- * A new account on the server; resolves to {user, token} for `open({sync})` or `app.connect()`.
- * Rejects with a WaystationError named "account-error" saying why (name taken, password too short).
+ * A new account on the server; resolves to {user, token, ...} for `open({sync})` or `app.connect()`.
+ * The user name is case-insensitive: `user` comes back canonical (lower case). Rejects with a
+ * WaystationError named "account-error" saying why (name taken, password too short or too common),
+ * "rate-limited" (too many tries: `details.retryAfter` s) or "server-busy".
  * @param {{user: string, password: string, baseUrl?: string | URL}} credentials
  * @returns {Promise<Account>}
  */
-function register({ user, password, baseUrl = new URL("./", import.meta.url) }) {
-  return accountRequest("register", user, password, baseUrl);
+async function register({ user, password, baseUrl = new URL("./", import.meta.url) }) {
+  return toAccount(await accountRequest("register", baseUrl, { body: { user, password } }));
 }
 
 /**
- * A token for an existing account; rejects with a WaystationError named "account-error".
+ * A token for an existing account; rejects like register(). After a few wrong passwords each try
+ * must wait (up to a minute by default): "rate-limited", with `details.retryAfter` in seconds.
  * @param {{user: string, password: string, baseUrl?: string | URL}} credentials
  * @returns {Promise<Account>}
  */
-function login({ user, password, baseUrl = new URL("./", import.meta.url) }) {
-  return accountRequest("login", user, password, baseUrl);
+async function login({ user, password, baseUrl = new URL("./", import.meta.url) }) {
+  return toAccount(await accountRequest("login", baseUrl, { body: { user, password } }));
 }
 
-async function accountRequest(/** @type {string} */ what, /** @type {string} */ user, /** @type {string} */ password, /** @type {string | URL} */ baseUrl) {
+/**
+ * A new token for `account` (the old one keeps working for a minute). open() and connect() do
+ * this themselves once a token is past half its life.
+ * @param {Account} account
+ * @param {{baseUrl?: string | URL}} [options]
+ * @returns {Promise<Account>}
+ */
+async function renew(account, { baseUrl = new URL("./", import.meta.url) } = {}) {
+  return toAccount(await accountRequest("renew", baseUrl, { token: checkAccount(account, "renew()").token }));
+}
+
+/**
+ * Revoke `account`'s token on the server: its sockets close, and it no longer works anywhere.
+ * @param {Account} account
+ * @param {{baseUrl?: string | URL}} [options]
+ * @returns {Promise<void>}
+ */
+async function logout(account, { baseUrl = new URL("./", import.meta.url) } = {}) {
+  await accountRequest("logout", baseUrl, { token: checkAccount(account, "logout()").token });
+}
+
+/**
+ * Revoke every token of `account`'s user, on every device (a lost phone). Resolves to how many.
+ * @param {Account} account
+ * @param {{baseUrl?: string | URL}} [options]
+ * @returns {Promise<number>}
+ */
+async function logoutAll(account, { baseUrl = new URL("./", import.meta.url) } = {}) {
+  const answer = await accountRequest("logout-all", baseUrl, { token: checkAccount(account, "logoutAll()").token });
+  return answer.revoked;
+}
+
+/**
+ * Change the password; every other token of the user is revoked (other devices sign in again).
+ * Resolves to the new account to use instead of `account`. A wrong `oldPassword` counts as a
+ * wrong login ("account-error", then "rate-limited").
+ * @param {{account: Account, oldPassword: string, newPassword: string, baseUrl?: string | URL}} options
+ * @returns {Promise<Account>}
+ */
+async function changePassword({ account, oldPassword, newPassword, baseUrl = new URL("./", import.meta.url) }) {
+  const { token } = checkAccount(account, "changePassword()");
+  return toAccount(await accountRequest("password", baseUrl, { token, body: { old: oldPassword, new: newPassword } }));
+}
+
+/**
+ * POST to the account API; resolves to its JSON answer, rejects with a WaystationError.
+ * @param {string} what
+ * @param {string | URL} baseUrl
+ * @param {{token?: string, body?: object}} request
+ * @returns {Promise<any>}
+ */
+async function accountRequest(what, baseUrl, { token, body }) {
+  /** @type {Record<string, string>} */
+  const headers = { "Content-Type": "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
   let response;
   try {
-    response = await fetch(new URL(`api/sync/${what}`, baseUrl), {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ user, password }),
-    });
+    response = await fetch(new URL(`api/sync/${what}`, baseUrl), { method: "POST", headers, body: JSON.stringify(body ?? {}) });
   } catch (err) {
     throw new WaystationError("network", `cannot reach the server to ${what}: ${/** @type {Error} */ (err).message}`);
   }
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new WaystationError("account-error", body.error ?? `${what} failed: HTTP ${response.status}`, undefined, { status: response.status });
-  return { user: body.user, token: body.token };
+  const answer = await response.json().catch(() => ({}));
+  if (response.ok) return answer;
+  const message = answer.error ?? `${what} failed: HTTP ${response.status}`;
+  const retryAfter = Number(response.headers.get("Retry-After")) || undefined;
+  const name = response.status === 429 ? "rate-limited" : response.status === 503 ? "server-busy" : "account-error";
+  throw new WaystationError(name, message, undefined, { status: response.status, retryAfter });
+}
+
+/** @param {any} answer the server's {user, token, issued_at, expires_at} (seconds) @returns {Account} */
+function toAccount(answer) {
+  return { user: answer.user, token: answer.token, issuedAt: answer.issued_at * 1000, expiresAt: answer.expires_at * 1000 };
+}
+
+/** Past half its life, a token is renewed at open() and connect(). @param {Account} account */
+function dueForRenewal({ issuedAt, expiresAt }) {
+  return typeof issuedAt === "number" && typeof expiresAt === "number" && Date.now() > (issuedAt + expiresAt) / 2;
 }
 
 /**
  * One opened bundle in its worker. Events: "sync" (detail: SyncStatus) when the sync state
  * changes, "statechange" (detail: {documents}) when state documents changed other than by
- * this app's calls: synced from another device or tab.
+ * this app's calls: synced from another device or tab, "account" (detail: {account}) when its
+ * token was renewed or replaced by a password change: keep that one instead.
  */
 class App extends EventTarget {
   /**
@@ -174,18 +247,61 @@ class App extends EventTarget {
    * @returns {Promise<SyncStatus>}
    */
   async connect(account) {
-    this._account = checkAccount(account, "connect()");
+    this._account = await this._renewed(checkAccount(account, "connect()"));
     return this._worker.request({ type: "sync", account: this._syncAccount() });
   }
 
   /**
    * Stop syncing and answer from the device's own state again (signing out): the account's
    * documents stay stored on this device for the next connect(), and nobody else sees them.
+   * Online, the token is revoked on the server too (`revoke: false` keeps it, e.g. when another
+   * tab signed out already); offline it is only forgotten here, and expires on its own.
+   * @param {{revoke?: boolean}} [options]
    * @returns {Promise<SyncStatus>}
    */
-  async disconnect() {
+  async disconnect({ revoke = true } = {}) {
+    const account = this._account;
     this._account = null;
-    return this._worker.request({ type: "sync", account: null });
+    const status = await this._worker.request({ type: "sync", account: null });
+    if (revoke && account && navigator.onLine) await logout(account, { baseUrl: this._baseUrl }).catch(() => {});
+    return status;
+  }
+
+  /** The account this app syncs as, its renewed token included; null when there is none. @returns {Account | null} */
+  get account() {
+    return this._account;
+  }
+
+  /**
+   * Change the signed-in user's password: other devices are signed out, this app goes on syncing
+   * with the new token it resolves to (also told as an "account" event: keep that one).
+   * @param {{oldPassword: string, newPassword: string}} passwords
+   * @returns {Promise<Account>}
+   */
+  async changePassword({ oldPassword, newPassword }) {
+    if (!this._account) throw new WaystationError("account-error", "changePassword(): no account is connected");
+    const account = await changePassword({ account: this._account, oldPassword, newPassword, baseUrl: this._baseUrl });
+    this._account = account;
+    this.dispatchEvent(new CustomEvent("account", { detail: { account } }));
+    await this._worker.request({ type: "sync", account: this._syncAccount() });
+    return account;
+  }
+
+  /**
+   * `account`, renewed first ("account" event) if its token is past half its life and the network
+   * is there. A failed renewal keeps it: offline it syncs later; refused, its sockets say so.
+   * @param {Account} account
+   * @returns {Promise<Account>}
+   */
+  async _renewed(account) {
+    if (!dueForRenewal(account) || !navigator.onLine) return account;
+    try {
+      const renewed = await renew(account, { baseUrl: this._baseUrl });
+      this.dispatchEvent(new CustomEvent("account", { detail: { account: renewed } }));
+      return renewed;
+    } catch {
+      return account;
+    }
   }
 
   _syncAccount() {
@@ -450,7 +566,8 @@ function checkAccount(account, where) {
   if (typeof account?.user !== "string" || typeof account?.token !== "string") {
     throw new TypeError(`${where}: give the {user, token} that register() or login() resolved to`);
   }
-  return { user: account.user, token: account.token };
+  const { user, token, issuedAt, expiresAt } = account;
+  return typeof issuedAt === "number" && typeof expiresAt === "number" ? { user, token, issuedAt, expiresAt } : { user, token };
 }
 
 /**
