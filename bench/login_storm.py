@@ -37,12 +37,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery"
 
 
-def start_server(checkout: Path, data: Path, site: Path, logins: int) -> tuple[subprocess.Popen[bytes], str, int]:
+def start_server(checkout: Path, data: Path, site: Path, logins: int | None = None) -> tuple[subprocess.Popen[bytes], str, int]:
+    """`waystation serve` of `checkout`; with `logins`, limits raised so that many logins are all hashed."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(checkout / "py_src"), "WAYSTATION_LOGIN_PER_MINUTE_PER_ADDRESS": "1000000",
-           "WAYSTATION_PASSWORD_HASH_QUEUE": str(logins)}
+    env = {**os.environ, "PYTHONPATH": str(checkout / "py_src")}
+    if logins is not None:
+        env |= {"WAYSTATION_LOGIN_PER_MINUTE_PER_ADDRESS": "1000000", "WAYSTATION_PASSWORD_HASH_QUEUE": str(logins)}
     process = subprocess.Popen([sys.executable, "-m", "waystation", "serve", "--port", str(port), "--site", str(site),
                                 "--data", str(data)], cwd=checkout, env=env, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
