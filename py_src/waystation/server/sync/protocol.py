@@ -8,7 +8,9 @@ Every WebSocket message is one binary frame, `varUint type` then a body
     2 AUTH             varUint 0 (permission denied), varString reason   (server -> client)
     3 QUERY_AWARENESS  nothing
 
-Parsing is strict (`_reader`): a message that does not decode exactly raises `ProtocolError`.
+Parsing is strict (`_reader`): a message that does not decode exactly raises `ProtocolError`,
+and so does a sync payload that is not exactly a state vector or a Yjs update (`yupdate`):
+pycrdt would apply an update with junk after it, and store and relay the junk.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pycrdt import create_awareness_message, create_update_message, write_var_ui
 
 from ._reader import Reader
 from .errors import ProtocolError
+from .yupdate import UpdateSummary, check_state_vector, check_update
 
 __all__ = [
     "AwarenessEntry",
@@ -55,6 +58,7 @@ class SyncStep(IntEnum):
 class SyncMessage:
     step: SyncStep
     payload: bytes  # a state vector for STEP1, an update otherwise
+    summary: UpdateSummary | None = None  # the update's, for STEP2 and UPDATE
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,7 @@ def parse(data: bytes) -> Message:
         step = reader.var_uint()
         if step not in SyncStep.__members__.values():
             raise ProtocolError(f"unknown sync step {step}")
-        message: Message = SyncMessage(SyncStep(step), reader.var_bytes())
+        message: Message = _sync_message(SyncStep(step), reader.var_bytes())
     elif kind == MessageType.AWARENESS:
         message = AwarenessMessage(_awareness_entries(reader.var_bytes()))
     elif kind == MessageType.QUERY_AWARENESS:
@@ -94,6 +98,13 @@ def parse(data: bytes) -> Message:
         raise ProtocolError(f"unknown message type {kind}")
     reader.end()
     return message
+
+
+def _sync_message(step: SyncStep, payload: bytes) -> SyncMessage:
+    if step == SyncStep.STEP1:
+        check_state_vector(payload)
+        return SyncMessage(step, payload)
+    return SyncMessage(step, payload, check_update(payload))
 
 
 def _awareness_entries(update: bytes) -> tuple[AwarenessEntry, ...]:
