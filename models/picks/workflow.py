@@ -48,3 +48,9 @@ def recent_clicks(ctx) -> list[dict]:
 def items_age(ctx) -> float | None:
     """Seconds since the device's copy of the items table was last known current (None: no copy)."""
     return ctx.features("items", stale_ok=True).age
+
+
+@export
+def stored_clicks(ctx) -> int:
+    """Every click kept on this device (retention: a week, at most 5,000)."""
+    return ctx.events("clicks").count()
