@@ -45,6 +45,8 @@ _OBJECT = 118
 # random 32 to 53-bit numbers, so most IDs take 10 or more bytes
 _VAR_UINT = rb"(?:[\x00-\x7f]|[\x80-\xff]{1,6}[\x00-\x7f]|[\x80-\xff]{7}[\x00-\x0f])"
 _VAR_UINTS = [re.compile(_VAR_UINT * n).match for n in range(5)]
+_TOO_LARGE = re.compile(rb"[\x80-\xff]{8}|[\x80-\xff]{7}[\x10-\x7f]").search  # a varUint over 2**53 - 1
+_HIGH_BYTES = bytes(range(0x80, 0x100))
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,7 @@ def check_state_vector(state: bytes) -> int:
     `ProtocolError` if it is not exactly that."""
     try:
         clients, pos = _uint(state, 0)
-        for _ in range(2 * clients):
-            pos = _skip_uint(state, pos)
+        pos = _skip_many_uints(state, pos, 2 * clients)  # (client, clock) pairs
     except IndexError:
         raise ProtocolError(f"state vector ends inside its encoding (after {len(state)} bytes)") from None
     if pos != len(state):
@@ -130,8 +131,7 @@ def _delete_set(data: bytes, pos: int) -> tuple[int, int]:
         pos = _skip_uint(data, pos)  # client
         count, pos = _uint(data, pos)
         ranges += count
-        for _ in range(count):
-            pos = _skip_uints(data, pos, 2)  # clock, length
+        pos = _skip_many_uints(data, pos, 2 * count)  # (clock, length) pairs
     return pos, ranges
 
 
@@ -188,25 +188,37 @@ def _type_ref(data: bytes, pos: int) -> int:
     return pos
 
 
-def _values(data: bytes, pos: int, count: int, depth: int) -> int:
-    """Skip `count` lib0 Any values (`readAny`); `depth` is their nesting."""
+def _values(data: bytes, pos: int, count: int, depth: int, keyed: bool = False) -> int:
+    """Skip `count` lib0 Any values (`readAny`), each after a string key if `keyed` (an
+    object's entries); `depth` is their nesting. Strings are read inline: values are dense."""
     if depth > MAX_DEPTH:
         raise ProtocolError(f"values nested deeper than {MAX_DEPTH} at byte {pos}")
-    for _ in range(count):
-        tag = data[pos]
-        pos += 1
-        if tag in _EMPTY_VALUES:
-            continue
-        if tag == 125:  # varInt
-            pos = _int(data, pos)
-        elif tag == 119:  # string
-            pos = _string(data, pos)
+    size = len(data)
+    for index in range(2 * count if keyed else count):
+        if keyed and not index & 1:
+            tag = 119  # an entry's key: a string, without a tag
+        else:
+            tag = data[pos]
+            pos += 1
+        if tag == 119:  # string
+            length, pos = (data[pos], pos + 1) if data[pos] < 0x80 else _uint(data, pos)
+            end = pos + length
+            if end > size:
+                _skip(data, pos, length)  # raises
+            try:
+                data[pos:end].decode()
+            except UnicodeDecodeError:
+                raise ProtocolError(f"string at byte {pos} is not UTF-8") from None
+            pos = end
+        elif tag in _EMPTY_VALUES:
+            pass
+        elif tag == 125:  # varInt
+            pos = pos + 1 if data[pos] < 0x80 else _int(data, pos)
         elif tag in _FIXED_SIZE_VALUES:  # float32, float64, bigint64
             pos = _skip(data, pos, _FIXED_SIZE_VALUES[tag])
         elif tag == _OBJECT:  # varUint n, n x (string key, value)
             entries, pos = _uint(data, pos)
-            for _ in range(entries):
-                pos = _values(data, _string(data, pos), 1, depth + 1)
+            pos = _values(data, pos, entries, depth + 1, keyed=True)
         elif tag == 117:  # array: varUint n, n x value
             length, pos = _uint(data, pos)
             pos = _values(data, pos, length, depth + 1)
@@ -249,6 +261,22 @@ def _skip_uints(data: bytes, pos: int, count: int) -> int:
     return pos
 
 
+def _skip_many_uints(data: bytes, pos: int, count: int) -> int:
+    """Skip `count` varUints whose values do not matter, in C: a varUint ends at each byte below
+    0x80, so the next `count` bytes hold as many ends as they have such bytes; the rest of the
+    numbers start after them. Too-large numbers are then looked for in what was skipped."""
+    start = pos
+    while count:
+        chunk = data[pos : pos + count]
+        if len(chunk) < count:
+            raise IndexError(pos + count)  # fewer bytes than numbers left
+        count -= len(chunk.translate(None, _HIGH_BYTES))
+        pos += len(chunk)
+    if _TOO_LARGE(data, start, pos):
+        raise ProtocolError(f"a number between bytes {start} and {pos} is too large")
+    return pos
+
+
 def _int(data: bytes, pos: int) -> int:
     """Skip a lib0 varInt: continue bit, sign bit and 6 bits, then 7 bits a byte."""
     first = data[pos]
@@ -267,13 +295,11 @@ def _skip(data: bytes, pos: int, length: int) -> int:
 
 
 def _string(data: bytes, pos: int) -> int:
-    length, pos = _uint(data, pos)
-    return _utf8(data, pos, length)
-
-
-def _utf8(data: bytes, pos: int, length: int) -> int:
-    """Skip `length` bytes of UTF-8 text, which pycrdt and Yjs both require."""
-    end = _skip(data, pos, length)
+    """Skip a varUint length and that many bytes of UTF-8 text (pycrdt and Yjs both require it)."""
+    length, pos = (data[pos], pos + 1) if data[pos] < 0x80 else _uint(data, pos)
+    end = pos + length
+    if end > len(data):
+        _skip(data, pos, length)  # raises
     try:
         data[pos:end].decode()
     except UnicodeDecodeError:
@@ -285,8 +311,7 @@ def _json(data: bytes, pos: int, allow_undefined: bool = False) -> int:
     """Skip a string holding what `JSON.parse` accepts. Python's json also takes NaN and
     Infinity, refused here; numbers are not converted (only their syntax matters, and
     converting a 5,000-digit integer raises in Python where JavaScript accepts it)."""
-    length, start = _uint(data, pos)
-    end = _utf8(data, start, length)
+    start, end = _uint(data, pos)[1], _string(data, pos)
     text = data[start:end].decode()
     if allow_undefined and text == "undefined":
         return end
