@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, JSHandle, Page, TimeoutError, sync_playwright
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps dialling hosts this machine cannot reach.
@@ -21,6 +23,25 @@ CHROMIUM_ARGS = [
 BOOT_TIMEOUT_MS = 90_000
 
 
+def _wait_for_function(page: Page, expression: str, *, arg: Any = None, timeout: float | None = None,
+                       polling: Any = None) -> JSHandle:
+    """Page.wait_for_function without eval() in the page.
+
+    Playwright's own evaluates the predicate with eval() inside the page, which the app's
+    Content-Security-Policy forbids (it has no 'unsafe-eval'); page.evaluate goes through
+    DevTools, outside the page's policy. Polls every 100 ms; raises Playwright's TimeoutError.
+    """
+    deadline = None if timeout == 0 else time.monotonic() + (timeout or 30_000) / 1000
+    while not page.evaluate(expression, arg):
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"wait_for_function: {timeout or 30_000} ms exceeded waiting for {expression}")
+        page.wait_for_timeout(100)
+    return page.evaluate_handle(expression, arg)
+
+
+Page.wait_for_function = _wait_for_function  # type: ignore[method-assign, assignment]
+
+
 # Package scope: sync Playwright keeps an asyncio loop running on this thread until it stops,
 # which would break asyncio.run() in the CPython tests that follow.
 @pytest.fixture(scope="package")
@@ -33,9 +54,18 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh browser context; the test fails if the browser reports a Content-Security-Policy violation."""
     context = browser.new_context()
+    violations: list[str] = []
+
+    def watch(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            violations.append(message.text)
+
+    context.on("console", watch)
     yield context
     context.close()
+    assert not violations, violations
 
 
 def open_page(context: BrowserContext, url: str) -> Page:
