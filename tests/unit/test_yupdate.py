@@ -233,7 +233,7 @@ MALFORMED = {
     "parent info neither 0 nor 1": (update(b"\x04\x02" + string(b"x")), r"parent info 2 at byte 5 is neither 0 nor 1"),
     "unknown Y type": (update(b"\x07" + ROOT_MAP + b"\x07"), r"unknown type 7 at byte 10"),
     "unknown value type": (update(any_item(b"\x73")), r"unknown value type 115 at byte 13"),
-    "string that is not UTF-8": (update(b"\x04" + ROOT_MAP + string(b"\xff\xfe")), r"string at byte 11 is not UTF-8"),
+    "embed that is not UTF-8": (update(b"\x05" + ROOT_MAP + string(b"\"\xff\"")), r"JSON at byte 11 is not UTF-8"),
     "embed that is not JSON": (update(b"\x05" + ROOT_MAP + string(b"{x}")), r"JSON at byte 11 does not parse"),
     "embed of NaN": (update(b"\x05" + ROOT_MAP + string(b"NaN")), r"JSON at byte 11 does not parse"),
     "subdocument options that are not an object": (update(b"\x09" + ROOT_MAP + string(b"guid") + b"\x7e"),
@@ -252,6 +252,25 @@ def test_malformed_updates_are_refused_saying_why(data: bytes, message: str) -> 
         check_update(data)
     with pytest.raises(ProtocolError, match=message):
         parse(create_update_message(data))
+
+
+NOT_UTF8 = {
+    "string content": update(b"\x04" + ROOT_MAP + string(b"\xff\xfe")),
+    "string value": update(any_item(b"\x77" + string(b"\xff"))),
+    "object key": update(any_item(b"\x76\x01" + string(b"\xff") + b"\x7e")),
+    "map key": update(b"\x28" + ROOT_MAP + string(b"\xff") + b"\x01\x7e"),
+    "root type name": update(b"\x28\x01" + string(b"\xff") + b"\x01k\x01\x7e"),
+    "XML element name": update(b"\x07" + ROOT_MAP + b"\x03" + string(b"\xff")),
+}
+
+
+@pytest.mark.parametrize("data", NOT_UTF8.values(), ids=NOT_UTF8.keys())
+def test_strings_that_are_not_utf8_are_left_to_pycrdt_which_refuses_them(data: bytes) -> None:
+    """The reader skips strings by length (checking them cost a fifth of its time), because
+    pycrdt refuses every string that is not UTF-8 before the room stores or relays anything."""
+    assert check_update(data).structs == 1
+    with pytest.raises(ValueError, match="Cannot decode update"):
+        Doc().apply_update(data)
 
 
 def test_state_vectors_are_read_exactly() -> None:
@@ -280,8 +299,8 @@ def test_values_nested_up_to_the_limit_pass_and_deeper_ones_that_crash_pycrdt_do
 
 def test_a_large_update_is_read_at_over_5_mb_per_second() -> None:
     """Dense edits (a struct per word, IDs with 8-byte client numbers) and maps of values of
-    every kind, 1.7 MB: measured 25-35 MB/s of CPU time here (16 MB of the same: 15-30 MB/s
-    on a loaded machine), about as fast as pycrdt applies it. A quadratic slip fails this."""
+    every kind, 1.8 MB: measured 20-35 MB/s of CPU time on this noisy 2-core machine (17 MB of
+    the same: 28 MB/s), about as fast as pycrdt applies it. A quadratic slip fails this."""
     doc: Doc[Any] = Doc()
     text, map_ = doc.get("text", type=Text), doc.get("map", type=Map)
     for i in range(8_000):
