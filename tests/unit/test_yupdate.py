@@ -355,6 +355,7 @@ async def send_malformed_update(server: Server, room: str, token: str, attack: A
     await asyncio.gather(bad.ws.send(create_update_message(attack(bad))), assert_still_syncing(a, b, "during"))
     assert time.monotonic() - started < 1.0  # the others' round trip is unaffected
     assert await bad.closed() == 1003
+    assert bad.ws.close_reason == "not the y-websocket protocol"
     await assert_still_syncing(a, b, "after")
     fresh = await YClient.connect(server, room, token)
     await fresh.synced()
