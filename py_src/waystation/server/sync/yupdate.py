@@ -118,6 +118,11 @@ def _struct_groups(data: bytes) -> tuple[int, int]:
                 if pos + length > size:
                     _skip(data, pos, length)  # raises
                 pos += length
+            elif kind == 8:  # Any values: map entries, array items
+                count, pos = (data[pos], pos + 1) if data[pos] < 0x80 else _uint(data, pos)
+                pos = _values(data, pos, count, 1)
+            elif kind == 1:  # Deleted: a length, as common in documents with a history
+                pos = pos + 1 if data[pos] < 0x80 else _skip_uint(data, pos)
             else:
                 pos = _content(data, pos, kind, at)
     return pos, structs
@@ -150,7 +155,8 @@ def _parent(data: bytes, pos: int, has_sub: int) -> int:
 
 
 def _content(data: bytes, pos: int, kind: int, at: int) -> int:
-    """Skip an item's content of `kind` (`info & 31`): Yjs `contentRefs`."""
+    """Skip an item's content of `kind` (`info & 31`): Yjs `contentRefs` (String, Any and
+    Deleted, the common ones, are read in `_struct_groups`)."""
     if kind == 1:  # Deleted: length
         return _skip_uint(data, pos)
     if kind == 2:  # JSON: strings holding JSON or "undefined"
@@ -167,9 +173,6 @@ def _content(data: bytes, pos: int, kind: int, at: int) -> int:
         return _json(data, _string(data, pos))
     if kind == 7:  # Type
         return _type_ref(data, pos)
-    if kind == 8:  # Any values
-        count, pos = _uint(data, pos)
-        return _values(data, pos, count, 1)
     if kind == 9:  # Doc: guid, options (an object: Yjs reads opts.shouldLoad)
         pos = _string(data, pos)
         if data[pos] != _OBJECT:
