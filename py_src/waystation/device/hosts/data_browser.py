@@ -14,9 +14,9 @@ from typing import Any
 
 __all__ = ["BrowserDataBackend"]
 
-# Every read of the file is a call into the handle: a cache big enough for the working set of
-# 100,000 events keeps repeated queries in memory (SQLite drops it when another tab commits).
-_CACHE_KIB = 32 * 1024
+# Reads come from the worker's image of the file (web/device_data.js); SQLite's own page cache
+# saves copying and decoding pages again (dropped when another tab commits).
+_CACHE_KIB = 16 * 1024
 
 
 def _host() -> tuple[Any, Any]:
@@ -37,6 +37,9 @@ class BrowserDataBackend:
         self._db: sqlite3.Connection | None = None
         self._path: str | None = None
         self._release = create_proxy(self.close)  # kept: JS calls it on every account switch
+        # Closed connections stay referenced: the stores remember which connection they set up
+        # by id(), and a freed connection's id could be reused by the next account's.
+        self._closed: list[sqlite3.Connection] = []
         self._host.onRelease(self._release)
 
     def connect(self) -> sqlite3.Connection:
@@ -44,21 +47,23 @@ class BrowserDataBackend:
         if self._db is None or path != self._path:
             self.close()
             db = sqlite3.connect(path, isolation_level=None)
-            # A rollback journal, not WAL: WAL needs shared memory, which Emscripten lacks.
-            # synchronous=FULL: the journal is flushed before the database is written, so a tab
-            # killed mid-commit leaves a journal that rolls the commit back on the next open.
-            db.execute("PRAGMA journal_mode=DELETE")
-            db.execute("PRAGMA synchronous=FULL")
+            # The worker's file system writes a batch to OPFS atomically itself (an undo log, at
+            # durable(), between transactions), and SQLite's syncs never reach OPFS (Emscripten's
+            # fdatasync does nothing): the journal lives in memory and SQLite does not sync.
+            # (WAL would need shared memory, which Emscripten lacks.)
+            db.execute("PRAGMA journal_mode=MEMORY")
+            db.execute("PRAGMA synchronous=OFF")
             db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
             self._db, self._path = db, path
         return self._db
 
     def durable(self) -> None:
-        # SQLite's fsync at COMMIT already flushed the handles; this keeps the promise explicit.
+        # The committed batch goes from the worker's image to OPFS, atomically (web/device_data.js).
         self._host.flush()
 
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
+            self._closed.append(self._db)
             self._db = None
             self._path = None
