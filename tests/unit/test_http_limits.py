@@ -334,7 +334,7 @@ def test_large_bodies_are_refused_at_once_in_bounded_memory(start) -> None:
     for status, body, seconds, sent in results:
         assert status == 413, body
         assert "larger than 65536 bytes" in json.loads(body)["error"]
-        assert seconds < 3 and sent < 10 * MB  # answered long before the body was through
+        assert seconds < 3 and sent < 25 * MB  # answered long before the body was through
     assert growth < 40, f"the server's peak memory grew by {growth:.0f} MB"
     assert max(control.times) < 1.0, control.times
 
