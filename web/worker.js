@@ -186,6 +186,42 @@ async function startDataSync(pyodide, account, relay) {
   }
 }
 
+/** @type {{adds: {name: string, events: object[]}[], resolve: (r: object[]) => void, reject: (e: Error) => void}[]} */
+let addQueue = [];
+/** @type {Promise<void> | null} */
+let storing = null;
+
+/**
+ * Queue the adds of one message; messages that arrive while a store runs are stored together
+ * in the next (group commit: one transaction and one write to OPFS for all of them).
+ * @param {{name: string, events: object[]}[]} adds
+ * @returns {Promise<object[]>} one result per add
+ */
+function queueEvents(adds) {
+  return new Promise((resolve, reject) => {
+    addQueue.push({ adds, resolve, reject });
+    storing ??= drainEvents();
+  });
+}
+
+async function drainEvents() {
+  while (addQueue.length) {
+    const messages = addQueue;
+    addQueue = [];
+    try {
+      const results = await addEvents(messages.flatMap((m) => m.adds));
+      let at = 0;
+      for (const m of messages) {
+        m.resolve(results.slice(at, at + m.adds.length));
+        at += m.adds.length;
+      }
+    } catch (err) {
+      for (const m of messages) m.reject(/** @type {Error} */ (err));
+    }
+  }
+  storing = null;
+}
+
 /**
  * Store the adds of one burst: each add is all or nothing. Consecutive adds to one table go in
  * one transaction; when that fails, each is stored on its own so only the bad ones fail.
@@ -270,7 +306,7 @@ self.onmessage = async (/** @type {MessageEvent} */ event) => {
       dataSync.setOnline(Boolean(event.data.online));
       self.postMessage({ id, ok: true, value: state.status() });
     } else if (type === "events") {
-      self.postMessage({ id, ok: true, value: await addEvents(event.data.adds) });
+      self.postMessage({ id, ok: true, value: await queueEvents(event.data.adds) });
     } else if (type === "relay") {
       if (event.data.enabled !== undefined) dataSync.setRelay(Boolean(event.data.enabled));
       if (event.data.flush) await dataSync.relayNow();
