@@ -15,9 +15,11 @@ const median = (/** @type {number[]} */ xs) => [...xs].sort((a, b) => a - b)[xs.
 const SETUP = `
 import os, random, secrets, sqlite3, time
 def rows(n, seed):
+    # The stored events are spread over the last hour; a batch is added now, as a page adds them.
     r = random.Random(seed)
     now = time.time()
-    return [(secrets.token_hex(16), now - r.uniform(0, 3600), f"i{r.randrange(1000):05d}", r.randrange(40)) for _ in range(n)]
+    spread = 3600 if n > 1000 else 1
+    return [(secrets.token_hex(16), now - r.uniform(0, spread), f"i{r.randrange(1000):05d}", r.randrange(40)) for _ in range(n)]
 def create(path, journal="DELETE", sync="FULL"):
     db = sqlite3.connect(path, isolation_level=None)
     db.execute(f"PRAGMA journal_mode={journal}"); db.execute(f"PRAGMA synchronous={sync}")
