@@ -69,6 +69,7 @@ class UpdateStore:
         self._commits: dict[int, asyncio.Future[None]] = {}
         self._callbacks: dict[int, list[Callable[[], None]]] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._compacting: dict[str, asyncio.Task[None]] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-store")
         self._db: sqlite3.Connection | None = None  # owned by the worker thread
 
@@ -79,6 +80,7 @@ class UpdateStore:
         """Write everything pending, close the database."""
         try:
             await self.flush()
+            await asyncio.gather(*self._compacting.values(), return_exceptions=True)
         finally:
             await self._run(self._disconnect)
             self._executor.shutdown(wait=True)
@@ -122,8 +124,15 @@ class UpdateStore:
         return await self._run(self._select, room) + buffered
 
     async def compact(self, room: str) -> None:
-        """Squash the stored history of `room` into one row now."""
-        await self._run(self._compact, room)
+        """Squash the stored history of `room` into one row now. The squash (O(document), and
+        pycrdt holds the GIL for parts of it) runs on a thread of its own, so that commits go on
+        meanwhile; rows written since it read them stay, after the squashed one."""
+        rows = await self._run(self._select_with_ids, room)
+        if len(rows) < 2:
+            return
+        squashed = await asyncio.to_thread(squash, [data for _, data in rows])
+        await self._run(self._replace, room, rows[-1][0], squashed)
+        log.info("sync store: compacted %s from %d rows to 1", room, len(rows))
 
     async def row_count(self, room: str) -> int:
         return await self._run(lambda: self._conn().execute(
@@ -165,13 +174,16 @@ class UpdateStore:
                 except Exception:
                     log.exception("sync store: a commit callback failed")
         for room in to_compact:
-            await self._compact_logged(room)
+            if room not in self._compacting:  # in the background: commits never wait for a squash
+                self._compacting[room] = asyncio.create_task(self._compact_logged(room), name=f"sync-compact {room}")
 
     async def _compact_logged(self, room: str) -> None:
         try:
-            await self._run(self._compact, room)
+            await self.compact(room)
         except Exception:  # the rows are written; compaction retries after the next write
             log.exception("sync store: compacting %s failed", room)
+        finally:
+            del self._compacting[room]
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -221,16 +233,16 @@ class UpdateStore:
             " FROM sync_updates WHERE room = ?1", (room,)).fetchone()
         return count > self.compact_after or (count > 1 and total - first > max(first, _TAIL_SLACK))
 
-    def _compact(self, room: str) -> None:
+    def _select_with_ids(self, room: str) -> list[tuple[int, bytes]]:
+        rows = self._conn().execute("SELECT id, data FROM sync_updates WHERE room = ? ORDER BY id", (room,))
+        return [(id, bytes(data)) for id, data in rows]
+
+    def _replace(self, room: str, last: int, squashed: bytes) -> None:
+        """Rows of `room` up to id `last` become one row, `squashed`, in their place (id `last`)."""
         db = self._conn()
-        rows = db.execute("SELECT id, data FROM sync_updates WHERE room = ? ORDER BY id", (room,)).fetchall()
-        if len(rows) < 2:
-            return
-        merged = squash([bytes(data) for _, data in rows])  # outside the transaction: commits go on
         with _transaction(db):
-            db.execute("DELETE FROM sync_updates WHERE room = ? AND id <= ?", (room, rows[-1][0]))
-            db.execute("INSERT INTO sync_updates (room, data) VALUES (?, ?)", (room, merged))
-        log.info("sync store: compacted %s from %d rows to 1", room, len(rows))
+            db.execute("DELETE FROM sync_updates WHERE room = ? AND id <= ?", (room, last))
+            db.execute("INSERT INTO sync_updates (id, room, data) VALUES (?, ?, ?)", (last, room, squashed))
 
 
 def _has_running_loop() -> bool:
