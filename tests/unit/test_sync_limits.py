@@ -5,6 +5,7 @@ and a control client that keeps its round trip short meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -227,3 +228,36 @@ def test_a_new_document_past_max_documents_per_user_is_refused_with_4413(server:
         await again.close()
 
     run(scenario())
+
+
+def test_a_big_document_reloads_off_the_event_loop_from_a_compacted_history(site: Path, tmp_path: Path) -> None:
+    """Before: a room's load merged its whole history and applied it on the event loop (a 150 MB
+    document: 76 s frozen, 11.7 GB). Now its stored history is squashed as it grows and a load
+    applies it on a worker thread, update by update."""
+    server = Server(site, tmp_path / "data", WAYSTATION_BYTES_PER_SECOND="0",
+                    WAYSTATION_LOGIN_PER_MINUTE_PER_ADDRESS="100000").start()
+    try:
+        user, token = register(server)
+
+        async def scenario() -> None:
+            writer = await YClient.connect(server, f"{user}/big", token)
+            await writer.synced()
+            for i in range(24):  # 12 MB in 512 kB updates, as a paste or an import sends it
+                await writer.edit(lambda c, i=i: c.text.insert(len(c.text), str(i % 10) * (512 * KIB)))
+            await writer.synced()
+            await writer.close()  # the room leaves memory
+            await asyncio.sleep(0.5)
+            control = await Control.start(server)
+            began = time.monotonic()
+            reader = await YClient.connect(server, f"{user}/big", token)
+            await reader.synced()
+            took = time.monotonic() - began
+            assert len(str(reader.text)) == 24 * 512 * KIB
+            assert took < 10 and await control.stop() < ROUND_TRIP_BOUND
+            await reader.close()
+
+        run(scenario())
+        with sqlite3.connect(tmp_path / "data" / "sync.sqlite3") as db:
+            assert db.execute("SELECT count(*) FROM sync_updates").fetchone()[0] < 12  # squashed as it grew
+    finally:
+        server.stop()
