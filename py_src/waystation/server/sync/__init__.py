@@ -2,7 +2,7 @@
 
 Clients (Yjs + y-websocket in the page, pycrdt on CPython) log in for a token, then open
 `/api/sync/ws/USER/DOC?token=...`; each user reaches only their own documents. Documents
-live in `data/sync.sqlite3`, written behind and compacted (see `store`).
+live in `data/sync.sqlite3`, committed in groups before anything reveals them, and compacted (see `store`).
 
     routes, lifespan = sync_routes(Path("data"))
     app = Starlette(routes=[*routes, ...], lifespan=lifespan)
@@ -14,7 +14,7 @@ its per-update writes are cancelled or lost on close and SIGTERM (measured, shar
 Fixing that means overriding most of `YRoom` and `WebsocketServer`. The protocol itself is
 small: this package keeps pycrdt (`Doc`, `merge_updates`, its message helpers) and owns the
 rest in a few hundred lines: a never-blocking outbox per client (`client`), rooms whose
-message handling never awaits (`rooms`), and a write-behind store (`store`).
+message handling never awaits (`rooms`), and a group-commit store (`store`).
 """
 
 from __future__ import annotations

@@ -72,6 +72,7 @@ class UpdateStore:
         self._compacting: dict[str, asyncio.Task[None]] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-store")
         self._db: sqlite3.Connection | None = None  # owned by the worker thread
+        self._history: dict[str, _History] = {}  # owned by the worker thread
 
     async def open(self) -> None:
         await self._run(self._connect)
@@ -221,17 +222,20 @@ class UpdateStore:
     def _write(self, batch: dict[str, list[bytes]]) -> list[str]:
         """Commit `batch`; the rooms whose history now wants compacting."""
         db = self._conn()
+        written = {room: _merged_or_each(updates) for room, updates in batch.items()}
         with _transaction(db):
-            for room, updates in batch.items():
-                db.executemany("INSERT INTO sync_updates (room, data) VALUES (?, ?)",
-                               [(room, update) for update in _merged_or_each(updates)])
-        return [room for room in batch if self._wants_compaction(room)]
+            for room, rows in written.items():
+                db.executemany("INSERT INTO sync_updates (room, data) VALUES (?, ?)", [(room, row) for row in rows])
+        for room, rows in written.items():
+            self._history_of(room, rows).add(rows)
+        return [room for room in batch if self._history[room].wants_compaction(self.compact_after)]
 
-    def _wants_compaction(self, room: str) -> bool:
-        count, total, first = self._conn().execute(
-            "SELECT count(*), sum(length(data)), (SELECT length(data) FROM sync_updates WHERE room = ?1 ORDER BY id LIMIT 1)"
-            " FROM sync_updates WHERE room = ?1", (room,)).fetchone()
-        return count > self.compact_after or (count > 1 and total - first > max(first, _TAIL_SLACK))
+    def _history_of(self, room: str, just_written: list[bytes]) -> _History:
+        """The shape of `room`'s stored history (kept here: asking SQLite per commit is O(rows))."""
+        if room not in self._history:
+            self._history[room] = _History.of(self._conn(), room)
+            self._history[room].remove(just_written)  # counted by the query; `add` counts them again
+        return self._history[room]
 
     def _select_with_ids(self, room: str) -> list[tuple[int, bytes]]:
         rows = self._conn().execute("SELECT id, data FROM sync_updates WHERE room = ? ORDER BY id", (room,))
@@ -243,6 +247,7 @@ class UpdateStore:
         with _transaction(db):
             db.execute("DELETE FROM sync_updates WHERE room = ? AND id <= ?", (room, last))
             db.execute("INSERT INTO sync_updates (id, room, data) VALUES (?, ?, ?)", (last, room, squashed))
+        self._history[room] = _History.of(db, room)
 
 
 def _has_running_loop() -> bool:
@@ -263,6 +268,36 @@ def _merged_or_each(updates: list[bytes]) -> list[bytes]:
     except ValueError:  # cannot happen for updates a Doc applied; never drop them if it does
         log.warning("sync store: could not merge %d updates; storing them one by one", len(updates))
         return updates
+
+
+class _History:
+    """How many rows a room's stored history has, their bytes, and the first row's (the last squash)."""
+
+    def __init__(self, count: int, total: int, first: int) -> None:
+        self.count, self.total, self.first = count, total, first
+
+    @classmethod
+    def of(cls, db: sqlite3.Connection, room: str) -> _History:
+        count, total, first = db.execute(
+            "SELECT count(*), coalesce(sum(length(data)), 0), coalesce((SELECT length(data) FROM sync_updates"
+            " WHERE room = ?1 ORDER BY id LIMIT 1), 0) FROM sync_updates WHERE room = ?1", (room,)).fetchone()
+        return cls(count, total, first)
+
+    def add(self, rows: list[bytes]) -> None:
+        if self.count == 0 and rows:
+            self.first = len(rows[0])
+        self.count += len(rows)
+        self.total += sum(map(len, rows))
+
+    def remove(self, rows: list[bytes]) -> None:
+        self.count -= len(rows)
+        self.total -= sum(map(len, rows))
+        if self.count == 0:
+            self.first = 0
+
+    def wants_compaction(self, compact_after: int) -> bool:
+        tail = self.total - self.first
+        return self.count > compact_after or (self.count > 1 and tail > max(self.first, _TAIL_SLACK))
 
 
 class _transaction:
