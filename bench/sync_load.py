@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/sync_load.py                          # N = 10, 100, 1000; rooms of 10
     .venv/bin/python bench/sync_load.py --clients 1000 --room-size 0 --rate 0.01   # one room
+    .venv/bin/python bench/sync_load.py --clients 1000 --baseline /tmp/ws-baseline  # another checkout too
 
 Starts the real server (a child process, its own temporary --data), registers a user and
 opens N clients in this process (asyncio + websockets, speaking y-websocket over pycrdt
@@ -47,7 +48,7 @@ CONNECT_SECONDS = 60.0
 class Server:
     """`waystation serve` in a child process, with a stand-in site (sync needs none)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, code: Path = ROOT) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -58,7 +59,9 @@ class Server:
         (site / "index.html").write_text("<!doctype html>")
         cmd = [sys.executable, "-m", "waystation", "serve", "--port", str(self.port), "--site", str(site), "--data", str(data)]
         self.log = (workdir / "server.log").open("wb")
-        self.process = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
+        env = {**os.environ, "PYTHONPATH": str(code / "py_src"),  # this checkout's code, or --baseline's
+               "WAYSTATION_SOCKETS_PER_USER": "5000"}  # one user holds every client here
+        self.process = subprocess.Popen(cmd, cwd=code, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self._wait_until_up()
 
     def _wait_until_up(self) -> None:
@@ -152,11 +155,22 @@ class Result:
     client_cpu: float
     other_cpu: float
 
-    def row(self) -> str:
+    def quantile(self, q: float) -> float:
+        return _quantile(sorted(self.latencies), q)
+
+    def cpu_per_delivery(self) -> float:
+        """Server CPU seconds per delivered update."""
+        return self.server_cpu * self.seconds / max(1, len(self.latencies))
+
+    def row(self, label: str = "") -> str:
         lat = sorted(self.latencies)
-        return (f"| {self.clients:,} | {self.rooms:,} | {self.edits / self.seconds:,.0f} | {len(lat) / self.seconds:,.0f} "
+        return (f"| {label}{self.clients:,} | {self.rooms:,} | {self.edits / self.seconds:,.0f} | {len(lat) / self.seconds:,.0f} "
                 f"| {_ms(lat, 0.5)} | {_ms(lat, 0.99)} | {_ms(lat, 1.0)} | {self.expected - len(lat):,} "
                 f"| {self.server_cpu:.0%} | {self.client_cpu:.0%} | {self.other_cpu:.0%} | {self.connect_seconds:.1f} s |")
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else math.nan
 
 
 def _ms(ordered: list[float], q: float) -> str:
@@ -234,6 +248,8 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=3.0, help="seconds to wait for the last deliveries (default 3)")
     parser.add_argument("--connect-concurrency", type=int, default=50, help="handshakes in flight at once (default 50)")
     parser.add_argument("--no-compression", action="store_true", help="no permessage-deflate (browsers offer it)")
+    parser.add_argument("--baseline", type=Path, help="another checkout of the repository: each row is run on it too, "
+                        "alternating, and the ratios of p50, p99 and server CPU per delivery are printed")
     args = parser.parse_args()
     counts = [int(n) for n in args.clients.split(",")]
     if max(counts) > 2000 or args.duration > 120 or args.rate * max(counts) > 5000:
@@ -244,13 +260,27 @@ def main() -> None:
           f"compression {'off' if args.no_compression else 'deflate'}, {os.cpu_count()} cores shared by server and clients")
     print(HEADER)
     for n in counts:
-        with tempfile.TemporaryDirectory(prefix="sync-load-") as tmp:
-            server = Server(Path(tmp))
-            try:
-                user, token = register(server)
-                print(asyncio.run(run_scenario(server, token, user, n, args)).row(), flush=True)
-            finally:
-                server.stop()
+        if args.baseline is None:
+            print(measure(n, args, ROOT).row(), flush=True)
+            continue
+        base = measure(n, args, args.baseline)
+        print(base.row("baseline "), flush=True)
+        this = measure(n, args, ROOT)
+        print(this.row("this "), flush=True)
+        print(f"|   ratio this/baseline: p50 {this.quantile(0.5) / base.quantile(0.5):.2f}, "
+              f"p99 {this.quantile(0.99) / base.quantile(0.99):.2f}, server CPU per delivery "
+              f"{this.cpu_per_delivery() / base.cpu_per_delivery():.2f} "
+              f"({this.cpu_per_delivery() * 1e6:.0f} us vs {base.cpu_per_delivery() * 1e6:.0f} us) |", flush=True)
+
+
+def measure(n: int, args: argparse.Namespace, code: Path) -> Result:
+    with tempfile.TemporaryDirectory(prefix="sync-load-") as tmp:
+        server = Server(Path(tmp), code)
+        try:
+            user, token = register(server)
+            return asyncio.run(run_scenario(server, token, user, n, args))
+        finally:
+            server.stop()
 
 
 if __name__ == "__main__":
