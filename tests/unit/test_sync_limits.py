@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import websockets
-from pycrdt import Awareness, Doc, Text, create_awareness_message, create_update_message
+from pycrdt import Doc, Text, create_awareness_message, create_update_message, write_var_uint
 from test_sync_server import Server, YClient, register, run, site, until  # noqa: F401  (site: a fixture)
 
 KIB = 1 << 10
@@ -150,7 +150,6 @@ def test_updates_missing_a_predecessor_are_held_cheaply_applied_when_it_comes_an
 
 
 def awareness_message(client_id: int, clock: int, state: str) -> bytes:
-    from pycrdt import write_var_uint
     body = write_var_uint(1) + write_var_uint(client_id) + write_var_uint(clock)
     return create_awareness_message(body + write_var_uint(len(state.encode())) + state.encode())
 
