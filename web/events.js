@@ -29,6 +29,8 @@ class DataClient {
     this._adds = [];
     /** @type {Waiter[]} */
     this._waiters = [];
+    /** Whether the app relays events: a worker adopted after an update is told too. */
+    this.relayEnabled = false;
   }
 
   /**
@@ -55,6 +57,7 @@ class DataClient {
    * @returns {Promise<{relay: RelayStatus, features: Record<string, object>}>}
    */
   relay(enabled, { flush = false } = {}) {
+    this.relayEnabled = enabled;
     return this._port().request({ type: "relay", enabled, flush });
   }
 

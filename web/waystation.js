@@ -74,6 +74,7 @@ async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl
     const persisted = store ? persist() : Promise.resolve(false);
     const installed = store && /** @type {any} */ (await store.request("install", { bundle, channel }, onProgress));
     if (sync) app._account = await app._renewed(checkAccount(sync, "open()"));
+    app.events.relayEnabled = relay;
     app.info = await worker.request({ type: "open", bundle, version: installed?.version, account: app._syncAccount(), relay });
     app.info.storagePersisted = await persisted;
   } catch (err) {
@@ -432,6 +433,7 @@ class App extends EventTarget {
     this._listen(worker);
     this.info = { ...this.info, ...info };
     old.close(new WaystationError("ClosedError", `the app moved to ${info.version}`));
+    worker.request({ type: "relay", enabled: this.events.relayEnabled }).catch(() => {});
     // What the new worker told while it was a candidate was not relayed: ask it now.
     worker.request({ type: "network", online: navigator.onLine }).then((status) => {
       this.syncStatus = status;
