@@ -287,6 +287,14 @@ def test_a_stale_feature_table_is_reported_with_its_age(devices, picks_server, s
     assert re.search(r"feature table 'items' is [3-9]s old, older than its max_age 2s", outcome["stale"]["message"]), outcome
 
 
+def cpython_order(items: list[dict[str, Any]], clicked: list[str]) -> list[str]:
+    """Items by the dot product of their embedding with the mean of the clicked ones', in plain Python."""
+    vectors = {item["item_id"]: item["embedding"] for item in items}
+    user = [sum(vectors[c][j] for c in clicked) / len(clicked) for j in range(len(vectors[clicked[0]]))]
+    scores = {k: sum(a * b for a, b in zip(user, v)) for k, v in vectors.items()}
+    return sorted(vectors, key=lambda k: -scores[k])
+
+
 def test_the_demo_reorders_by_recent_clicks_online_and_offline(devices, picks_server, items) -> None:
     context = devices()
     page = open_picks(context, picks_server)
@@ -297,6 +305,7 @@ def test_the_demo_reorders_by_recent_clicks_online_and_offline(devices, picks_se
     top = order(page)[:4]
     assert top[0] == "r07"
     assert {"r22", "r26", "r33", "r36"} & set(top[1:]), [titles[i] for i in top]  # other desserts rise with it
+    assert top == cpython_order(items, ["r07"])[:4]  # the device's SQLite + ONNX answer is CPython's arithmetic
 
     context.set_offline(True)
     page.wait_for_selector("#status[data-state=offline]")
@@ -304,6 +313,7 @@ def test_the_demo_reorders_by_recent_clicks_online_and_offline(devices, picks_se
         click(page, "r02")  # Creamy mushroom risotto, now the majority of the window
     top = order(page)[:3]
     assert top[0] == "r02", [titles[i] for i in top]
+    assert top == cpython_order(items, ["r07", "r02", "r02", "r02"])[:3]
     page.reload()
     page.wait_for_selector("#items[data-renders]")
     assert order(page)[0] == "r02"
