@@ -210,6 +210,27 @@ def test_a_fast_sender_is_paced_not_refused_and_others_do_not_notice(server: Ser
     run(scenario())
 
 
+def test_more_sockets_buy_a_user_no_more_pace(server: Server) -> None:
+    user, token = register(server)
+
+    async def send(room: str) -> None:
+        client = await YClient.connect(server, room, token)
+        await client.synced()
+        for i in range(200):
+            await client.edit(lambda c, i=i: c.items.append(i))
+        await client.synced()
+        await client.close()
+
+    async def scenario() -> None:
+        began = time.monotonic()
+        await asyncio.gather(send(f"{user}/one"), send(f"{user}/two"))
+        # 400 messages of one user at 100 a second past one burst of 100: about 3 s, where
+        # two sockets paced each on its own would take about 1 s.
+        assert time.monotonic() - began > 2.5
+
+    run(scenario())
+
+
 def test_a_new_document_past_max_documents_per_user_is_refused_with_4413(server: Server) -> None:
     user, token = register(server)
 

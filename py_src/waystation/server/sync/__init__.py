@@ -10,7 +10,7 @@ live in `data/sync.sqlite3`, committed in groups before anything reveals them, a
 Why not pycrdt-websocket: its `WebsocketServer`/`YRoom` await client sends inside the
 room's task group, so one client vanishing mid-broadcast stops every room; a second client
 of a new room can wait forever on the room's start lock; rooms never load from a store; and
-its per-update writes are cancelled or lost on close and SIGTERM (measured, shared/DESIGN.md).
+its per-update writes are cancelled or lost on close and SIGTERM (measured: docs/architecture.md).
 Fixing that means overriding most of `YRoom` and `WebsocketServer`. The protocol itself is
 small: this package keeps pycrdt (`Doc`, `merge_updates`, its message helpers) and owns the
 rest in a few hundred lines: a never-blocking outbox per client (`client`), rooms whose

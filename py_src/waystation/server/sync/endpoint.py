@@ -9,7 +9,7 @@ or unknown token, 4403 a room of another user, 4400 a malformed room name, 4429 
 or expires (`sessions`). USER is compared case-insensitively; the room joined is spelled
 with the name the account is stored under. Refusing the
 handshake instead reaches y-websocket as an HTTP error it retries forever; a close code is
-something its `connection-close` listener can act on (shared/DESIGN.md). A client that
+something its `connection-close` listener can act on. A client that
 breaks the protocol is closed alone: 1009 for a message over the size limit, 1003 for one
 that does not parse. Nobody else in its room notices, and the document stays as it was.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import weakref
 
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute, WebSocketRoute
@@ -30,7 +31,7 @@ from .client import BAD_REQUEST, FORBIDDEN, TOO_BIG, UNAUTHORIZED, UNSUPPORTED_D
 from ..config import ServerConfig
 from .errors import ProtocolError
 from .hashing import PasswordHasher
-from .limits import LimitExceeded, TokenBucket
+from .limits import LimitExceeded, Pace
 from .protocol import encode_permission_denied
 from .rooms import Room, Rooms
 from .sessions import Sessions
@@ -46,7 +47,7 @@ TOO_MANY_SOCKETS = 4429
 _CLOSE_REASONS = {UNAUTHORIZED: "unauthorized", FORBIDDEN: "forbidden", BAD_REQUEST: "bad room name",
                   TOO_MANY_SOCKETS: "too many sockets"}
 _INTERNAL_ERROR = 1011
-_BURST_SECONDS = 4.0  # seconds of bytes_per_second a socket may send at once (a paste, a reconnect)
+_BURST_SECONDS = 4.0  # seconds of bytes_per_second a user may send at once (a paste, a reconnect)
 
 
 class SyncEndpoint:
@@ -59,6 +60,7 @@ class SyncEndpoint:
         throttle = LoginThrottle(per_minute=config.login_per_minute_per_address,
                                  free_failures=config.login_free_failures, max_delay=config.login_max_delay)
         self.account_routes = AccountRoutes(accounts, self.sessions, self.hasher, throttle)
+        self._paces: weakref.WeakValueDictionary[str, Pace] = weakref.WeakValueDictionary()  # by user, while they have a socket
 
     def routes(self) -> list[BaseRoute]:
         return [*self.account_routes.routes(), WebSocketRoute("/api/sync/ws/{room:path}", self.socket)]
@@ -118,12 +120,10 @@ class SyncEndpoint:
     async def _receive(self, client: Client, room: Room) -> None:
         """Feed the room until the peer goes or breaks the protocol (then close it).
 
-        Past its burst, a socket is read only as fast as its rate allows: the wait is here,
-        between reads, so TCP backpressure slows the sender and nobody else notices."""
+        Past its user's burst, a socket is read only as fast as the user's rate allows: the wait
+        is here, between reads, so TCP backpressure slows the sender and nobody else notices."""
         config = self.config
-        messages = TokenBucket(config.messages_per_second, config.messages_per_second)
-        volume = TokenBucket(config.bytes_per_second, max(_BURST_SECONDS * config.bytes_per_second,
-                                                          2 * config.max_message_bytes))
+        pace = self._pace_of(client.user)
         while client.open:
             message = await client.websocket.receive()
             if message["type"] == "websocket.disconnect":
@@ -135,8 +135,17 @@ class SyncEndpoint:
                 client.close(TOO_BIG, "message too large")
             else:
                 self._deliver(client, room, data)
-                if (pause := max(messages.take(1), volume.take(len(data)))) > 0:
+                if (pause := pace.take(len(data))) > 0:
                     await asyncio.sleep(pause)
+
+    def _pace_of(self, user: str) -> Pace:
+        """The pace `user`'s sockets share; it lives as long as one of them holds it."""
+        pace = self._paces.get(user)
+        if pace is None:
+            config = self.config
+            burst = max(_BURST_SECONDS * config.bytes_per_second, 2 * config.max_message_bytes)
+            pace = self._paces[user] = Pace(config.messages_per_second, config.bytes_per_second, burst)
+        return pace
 
     def _deliver(self, client: Client, room: Room, data: bytes) -> None:
         try:
