@@ -48,6 +48,7 @@ class ServerConfig:
     awareness_state_bytes: int = 8 << 10  # one awareness state (close 1009 past it)
     outbox_bytes: int = 64 << 20  # bytes queued for a slow reader before it is dropped (close 1013)
     compact_after: int = 500  # rows of a document's history that trigger compaction (y-indexeddb: 500)
+    fsync_commits: int = 0  # 1: fsync each commit, so acknowledged edits survive a power cut too
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> ServerConfig:

@@ -55,7 +55,7 @@ def sync_routes(data: Path, config: ServerConfig | None = None) -> tuple[list[Ba
     """
     config = config or ServerConfig.from_env()
     path = data / "sync.sqlite3"
-    store = UpdateStore(path, compact_after=config.compact_after)
+    store = UpdateStore(path, compact_after=config.compact_after, durable_sync=bool(config.fsync_commits))
     endpoint = SyncEndpoint(Accounts(path, token_hours=config.token_hours), Rooms(store, config), config)
 
     @asynccontextmanager
