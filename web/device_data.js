@@ -45,9 +45,16 @@ function dataFolderName(owner) {
 }
 
 class DeviceData {
-  /** @param {any} FS Pyodide's Emscripten FS (pyodide.FS) */
-  constructor(FS) {
+  /**
+   * @param {any} FS Pyodide's Emscripten FS (pyodide.FS)
+   * @param {() => any} [adopter] Python's waystation.device.data.adopt (imported when first needed):
+   *   an account's first sign-in moves the device's events into it
+   */
+  constructor(FS, adopter) {
     this._FS = FS;
+    this._adopter = adopter;
+    /** @type {{moved: number, finished: boolean} | {error: string} | null} what the last move of the device's events did */
+    this.adoption = null;
     /** @type {string | null | undefined} whose database is mounted; undefined: none yet */
     this._owner = undefined;
     /** @type {Map<string, FileImage>} file name -> its image, over the OPFS sync access handle */
@@ -142,41 +149,87 @@ class DeviceData {
   /** @param {string | null} owner */
   async _mount(owner) {
     this._unmount();
-    const root = await navigator.storage.getDirectory();
-    const dir = await (await root.getDirectoryHandle(DATA_DIR, { create: true })).getDirectoryHandle(dataFolderName(owner), { create: true });
-    /** @type {any[]} */
-    const handles = [];
-    const files = new Map();
-    try {
-      for (const name of [DB_FILE, UNDO_FILE]) handles.push(await openHandle(await dir.getFileHandle(name, { create: true })));
-      const [db, undo] = handles;
-      recoverUndo(db, undo);
-      files.set(DB_FILE, new FileImage(db, undo));
-      files.set(JOURNAL_FILE, new FileImage(null));
-    } catch (err) {
-      for (const handle of handles) handle.close();
-      throw Object.assign(new Error(`cannot open this device's database in OPFS: ${/** @type {Error} */ (err).message}`), { name: "storage-unavailable" });
-    }
-    const path = `${MOUNT_ROOT}/${dataFolderName(owner)}`;
-    this._FS.mkdirTree(path);
-    this._FS.mount(imageFS(this._FS, files), {}, path);
+    const { files, path } = await openFolder(this._FS, owner);
     this._files = files;
-    this._path = `${path}/${DB_FILE}`;
+    this._path = path;
     this._owner = owner;
+    if (owner !== null && this._adopter) await this._adopt();
+  }
+
+  /**
+   * The first sign-in of an account on this device (its database has no event table yet): the
+   * device's own events move into it, with their relay positions, then leave the device's
+   * database; a move a killed tab left half done is finished here (py_src/.../data/adopt.py has
+   * the steps and why each is safe). The device's database is mounted beside the account's only
+   * for this. A move that fails is made again, or finished, at the next mount of the account's.
+   */
+  async _adopt() {
+    try {
+      const mover = /** @type {() => any} */ (this._adopter)();
+      if (!mover.needs_device(this._path)) return;
+      const device = await openFolder(this._FS, null);
+      try {
+        const images = { account: this._files, device: device.files };
+        const flush = (/** @type {"account" | "device"} */ which) => images[which].get(DB_FILE)?.flush();
+        this.adoption = JSON.parse(mover.adopt(this._path, device.path, flush));
+      } finally {
+        closeFolder(this._FS, device);
+      }
+    } catch (err) {
+      this._adoptFailed(err);
+    }
+  }
+
+  /** @param {unknown} err */
+  _adoptFailed(err) {
+    this.adoption = { error: /** @type {Error} */ (err)?.message ?? String(err) };
+    console.warn(`moving this device's events into the account failed (tried again at the next sign-in): ${this.adoption.error}`);
   }
 
   _unmount() {
     if (this._path === null) return;
     this._release?.();
-    this._FS.unmount(this._path.slice(0, this._path.lastIndexOf("/")));
-    for (const file of this._files.values()) {
-      file.flush();
-      file.handle?.close();
-      file.undo?.close();
-    }
+    closeFolder(this._FS, { files: this._files, path: this._path });
     this._files = new Map();
     this._path = null;
     this._owner = undefined;
+  }
+}
+
+/**
+ * Open `owner`'s database folder in OPFS and mount it in Python's file system.
+ * @param {any} FS @param {string | null} owner
+ * @returns {Promise<{files: Map<string, FileImage>, path: string}>} the images and the database's path
+ */
+async function openFolder(FS, owner) {
+  const root = await navigator.storage.getDirectory();
+  const dir = await (await root.getDirectoryHandle(DATA_DIR, { create: true })).getDirectoryHandle(dataFolderName(owner), { create: true });
+  /** @type {any[]} */
+  const handles = [];
+  const files = new Map();
+  try {
+    for (const name of [DB_FILE, UNDO_FILE]) handles.push(await openHandle(await dir.getFileHandle(name, { create: true })));
+    const [db, undo] = handles;
+    recoverUndo(db, undo);
+    files.set(DB_FILE, new FileImage(db, undo));
+    files.set(JOURNAL_FILE, new FileImage(null));
+  } catch (err) {
+    for (const handle of handles) handle.close();
+    throw Object.assign(new Error(`cannot open this device's database in OPFS: ${/** @type {Error} */ (err).message}`), { name: "storage-unavailable" });
+  }
+  const folder = `${MOUNT_ROOT}/${dataFolderName(owner)}`;
+  FS.mkdirTree(folder);
+  FS.mount(imageFS(FS, files), {}, folder);
+  return { files, path: `${folder}/${DB_FILE}` };
+}
+
+/** Unmount a folder openFolder mounted, writing what is left to OPFS. @param {any} FS @param {{files: Map<string, FileImage>, path: string}} folder */
+function closeFolder(FS, { files, path }) {
+  FS.unmount(path.slice(0, path.lastIndexOf("/")));
+  for (const file of files.values()) {
+    file.flush();
+    file.handle?.close();
+    file.undo?.close();
   }
 }
 

@@ -69,7 +69,8 @@ async function bootPython(/** @type {(p: object) => void} */ progress) {
   });
   pyodide.registerJsModule("_waystation_ort", makeOrtHost(ort));
   pyodide.registerJsModule("_waystation_state", state.host);
-  data = new DeviceData(pyodide.FS);
+  // An account's first sign-in moves the device's events into it (Python, once the wheel is unpacked).
+  data = new DeviceData(pyodide.FS, () => pyodide.pyimport("waystation.device.data.adopt"));
   pyodide.registerJsModule("_waystation_data", data.host);
   timings.runtimeMs = performance.now() - started;
   progress({ stage: "packages", message: "installing waystation" });

@@ -224,6 +224,62 @@ def test_relay_after_an_offline_period_delivers_each_relayable_event_once(device
     assert status["state"] == "idle" and status["error"] is None, status
 
 
+def test_an_event_the_server_refuses_for_good_is_skipped_and_counted_while_the_rest_is_relayed_once(
+        devices, start_server, items, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real refusal: this server takes at most 4,000 bytes of events a request (413 past it), so
+    # the batch of 30 is refused whole, split in halves down to the one 6,000-byte event.
+    monkeypatch.setenv("WAYSTATION_MAX_RELAY_BYTES", "4000")
+    server = start_server()
+    publish(server, items)
+    account = register(server)
+    context = devices(f"localStorage.setItem('waystation-account', {json.dumps(json.dumps(account))})")
+    page = open_picks(context, server)
+    added = page.evaluate("""app.events.add('clicks', Array.from({length: 30}, (_, i) =>
+        ({item_id: i === 11 ? 'x'.repeat(6000) : 'r01', position: i})))""")
+    big = added[11]
+    rows = wait_relayed(server, account["user"], 29)
+    deadline = time.monotonic() + RELAY_TIMEOUT_S
+    while (status := page.evaluate("app.events.status()")["relay"])["state"] != "idle" or not status["skipped"]:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    assert status["skipped"] == 1, status
+    assert status["lastRefusal"]["status"] == 413 and status["lastRefusal"]["id"] == big, status
+    assert "larger than 4000 bytes" in status["lastRefusal"]["error"] and status["lastRefusal"]["table"] == "clicks", status
+    assert status["sent"] == 29 and status["error"] is None, status
+
+    # Relay goes on past it, and the skipped event stays on the device.
+    page.evaluate("app.events.add('clicks', Array.from({length: 5}, (_, i) => ({item_id: 'r02', position: i})))")
+    rows = wait_relayed(server, account["user"], 34)
+    time.sleep(1)
+    rows = relayed(server, account["user"])
+    ids = [event_id for event_id, _ in rows]
+    assert len(ids) == len(set(ids)) == 34 and big not in ids  # each once, all but the refused one
+    assert set(added) - {big} <= set(ids)
+    assert stored(page) == 35
+    assert page.evaluate("app.events.status()")["relay"]["skipped"] == 1
+
+
+def test_events_added_without_an_account_move_into_it_at_its_first_sign_in_and_are_relayed(devices, picks_server) -> None:
+    context = devices()
+    page = open_picks(context, picks_server)
+    added = page.evaluate("app.events.add('clicks', Array.from({length: 12}, (_, i) => ({item_id: 'r03', position: i, query: 'q'})))")
+    assert page.get_attribute("#data", "data-state") == "signed-out"
+    account = register(picks_server)
+    page.evaluate("a => app.connect(a)", account)
+    rows = wait_relayed(picks_server, account["user"], 12)
+    time.sleep(1)
+    rows = relayed(picks_server, account["user"])
+    assert sorted(event_id for event_id, _ in rows) == sorted(added)  # each once, under the account
+    assert stored(page) == 12  # read through the account's database
+
+    # They left the device's own database: without an account, none are there; back in, all are.
+    page.evaluate("app.disconnect({revoke: false})")
+    assert stored(page) == 0
+    page.evaluate("a => app.connect(a)", account)
+    assert stored(page) == 12
+    assert len(relayed(picks_server, account["user"])) == 12
+
+
 def test_a_feature_update_reaches_an_open_page_as_a_delta_and_works_offline(devices, start_server, items) -> None:
     server = start_server()
     publish(server, items)

@@ -114,12 +114,17 @@ class EventStore:
     # --- relay ------------------------------------------------------------------------------
 
     def relay_batch(self, limit: int = 500, max_bytes: int = RELAY_BYTES) -> dict[str, Any] | None:
-        """The next events to relay: {"bundle", "events": [{"table", "id", "ts", relayable fields}], "upto": {table: seq}}.
+        """The next events to relay: {"bundle", "events": [{"table", "id", "ts", relayable fields}], "upto": {table: seq},
+        "seqs": [each event's seq]}.
+
+        `seqs` lets a client that sends part of the batch (the server refused the whole: it splits
+        it) move the relay position past just the part the server took.
 
         At most `limit` events and about `max_bytes` of JSON (always at least one event): the
         server refuses a batch past its max_relay_bytes, and vectors make events large.
         """
         events: list[dict[str, Any]] = []
+        seqs: list[int] = []
         upto: dict[str, int] = {}
         size = 0
         for name, table in self.tables.items():
@@ -139,8 +144,9 @@ class EventStore:
                 if events and size > max_bytes:
                     break
                 events.append(event)
+                seqs.append(seq)
                 upto[name] = seq
-        return {"bundle": self.bundle, "events": events, "upto": upto} if events else None
+        return {"bundle": self.bundle, "events": events, "upto": upto, "seqs": seqs} if events else None
 
     def mark_relayed(self, upto: dict[str, int]) -> None:
         """Record that the server has every event up to these positions (never moves backwards)."""
