@@ -124,16 +124,18 @@ class UpdateStore:
         buffered = list(self._pending.get(room, ()))
         return await self._run(self._select, room) + buffered
 
-    async def compact(self, room: str) -> None:
+    async def compact(self, room: str) -> bool:
         """Squash the stored history of `room` into one row now. The squash (O(document), and
         pycrdt holds the GIL for parts of it) runs on a thread of its own, so that commits go on
-        meanwhile; rows written since it read them stay, after the squashed one."""
+        meanwhile; rows written since it read them stay, after the squashed one. True if those
+        rows want compacting again."""
         rows = await self._run(self._select_with_ids, room)
         if len(rows) < 2:
-            return
+            return False
         squashed = await asyncio.to_thread(squash, [data for _, data in rows])
-        await self._run(self._replace, room, rows[-1][0], squashed)
+        again = await self._run(self._replace, room, rows[-1][0], squashed)
         log.info("sync store: compacted %s from %d rows to 1", room, len(rows))
+        return again
 
     async def row_count(self, room: str) -> int:
         return await self._run(lambda: self._conn().execute(
@@ -180,7 +182,10 @@ class UpdateStore:
 
     async def _compact_logged(self, room: str) -> None:
         try:
-            await self.compact(room)
+            # Commits that came during a squash were not compacted by it: squash again if they
+            # would have asked for it (a room written faster than it squashes grows no tail).
+            while await self.compact(room):
+                pass
         except Exception:  # the rows are written; compaction retries after the next write
             log.exception("sync store: compacting %s failed", room)
         finally:
@@ -241,13 +246,15 @@ class UpdateStore:
         rows = self._conn().execute("SELECT id, data FROM sync_updates WHERE room = ? ORDER BY id", (room,))
         return [(id, bytes(data)) for id, data in rows]
 
-    def _replace(self, room: str, last: int, squashed: bytes) -> None:
-        """Rows of `room` up to id `last` become one row, `squashed`, in their place (id `last`)."""
+    def _replace(self, room: str, last: int, squashed: bytes) -> bool:
+        """Rows of `room` up to id `last` become one row, `squashed`, in their place (id `last`);
+        True if the rows written since then want compacting already."""
         db = self._conn()
         with _transaction(db):
             db.execute("DELETE FROM sync_updates WHERE room = ? AND id <= ?", (room, last))
             db.execute("INSERT INTO sync_updates (id, room, data) VALUES (?, ?, ?)", (last, room, squashed))
         self._history[room] = _History.of(db, room)
+        return self._history[room].wants_compaction(self.compact_after)
 
 
 def _has_running_loop() -> bool:
