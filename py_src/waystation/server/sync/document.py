@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pycrdt import Doc, get_update, write_var_uint
+from pycrdt import Doc, get_update
 
 from ._reader import Reader
 from .errors import ProtocolError
@@ -136,15 +136,31 @@ def without_pending(doc: Doc[Any]) -> Doc[Any]:
 
 
 def state_vector(state: bytes) -> dict[int, int]:
-    reader = Reader(state)
-    return {reader.var_uint(): reader.var_uint() for _ in range(reader.var_uint())}
+    """The clocks of a state vector that yrs encoded (`Doc.get_state`): {client: clock}.
+
+    Read in one loop over the bytes, not a reader call per number: this runs twice for every
+    update a room takes, and a call per varint cost ~40 us of the ~75 us an update took."""
+    numbers, value, shift = [], 0, 0
+    for byte in state:
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            numbers.append(value)
+            value = shift = 0
+        else:
+            shift += 7
+    if not numbers or len(numbers) != 1 + 2 * numbers[0] or shift:
+        raise ProtocolError("not a state vector")
+    return dict(zip(numbers[1::2], numbers[2::2]))
 
 
 def _encode_state(clocks: dict[int, int]) -> bytes:
-    parts = [write_var_uint(len(clocks))]
-    for client, clock in clocks.items():
-        parts += [write_var_uint(client), write_var_uint(clock)]
-    return b"".join(parts)
+    out = bytearray()
+    for number in (len(clocks), *(n for pair in clocks.items() for n in pair)):
+        while number > 0x7F:
+            out.append(number & 0x7F | 0x80)
+            number >>= 7
+        out.append(number)
+    return bytes(out)
 
 
 def _deletes_past(reader: Reader, covered: dict[int, int]) -> bool:
