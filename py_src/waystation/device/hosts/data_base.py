@@ -27,7 +27,7 @@ The worker's entry points (all on `app.data`, a `waystation.device.data.DeviceDa
 by `App.open` from `hosts.default_data_backend()`):
 
     ids = await app.data.add_events(name, rows)          # rows: dict | list[dict] | JSON text
-    batch = app.data.relay_batch(limit=500)               # {"events": [...], "upto": {...}} or None (<= 512 KiB JSON)
+    batch = app.data.relay_batch(limit=500)               # {"events", "upto", "seqs"} or None (<= 512 KiB JSON)
     await app.data.mark_relayed(batch["upto"])           # after the server acknowledged it
     version = app.data.feature_version(name)             # int | None: ?since= for GET /api/features
     await app.data.apply_features(delta)                 # the JSON of GET /api/features/NAME
