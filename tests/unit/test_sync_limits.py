@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import websockets
 from pycrdt import Doc, Text, create_awareness_message, create_update_message, write_var_uint
-from test_sync_server import Server, YClient, register, run, site, until  # noqa: F401  (site: a fixture)
+from server_process import Server
+from test_sync_server import YClient, register, run, site, until  # noqa: F401  (site: a fixture)
 
 KIB = 1 << 10
 LIMITS = {
@@ -284,3 +285,44 @@ def test_a_big_document_reloads_off_the_event_loop_from_a_compacted_history(site
     with sqlite3.connect(tmp_path / "data" / "sync.sqlite3") as db:
         sizes = [n for (n,) in db.execute("SELECT length(data) FROM sync_updates ORDER BY id")]
     assert len(sizes) < 24 and sum(sizes[1:]) <= max(sizes[0], 1 << 20), sizes
+
+
+def test_updates_whose_items_point_at_missing_items_are_charged_the_copy_they_force(site: Path, tmp_path: Path) -> None:
+    """An item whose origin is another client's missing item shows only once applied, and taking
+    it back out copies the document. Each such update is charged the document's size against
+    its user's pace, so nobody can keep the event loop copying documents."""
+    server = Server(site, tmp_path / "data", WAYSTATION_BYTES_PER_SECOND=str(256 * KIB),
+                    WAYSTATION_MAX_MESSAGE_BYTES=str(64 * KIB), WAYSTATION_MESSAGES_PER_SECOND="0").start()
+    try:
+        user, token = register(server)
+
+        async def scenario() -> None:
+            writer = await YClient.connect(server, f"{user}/doc", token)
+            await writer.synced()
+            for i in range(4):  # a 240 KiB document
+                await writer.edit(lambda c, i=i: c.text.insert(len(c.text), str(i) * (60 * KIB)))
+            await writer.synced()
+            await asyncio.sleep(4)  # the writer's bytes are paid back
+            elsewhere = Doc()
+            elsewhere.get("text", type=Text).insert(0, "x")  # a client the server never hears from
+            control = await Control.start(server)
+            attacker = await YClient.connect(server, f"{user}/doc", token)
+            await attacker.synced()
+            began = time.monotonic()
+            for _ in range(8):
+                doc = Doc()
+                doc.apply_update(elsewhere.get_update())
+                state = doc.get_state()
+                doc.get("text", type=Text).insert(1, "y")  # its origin: the missing "x"
+                await attacker.ws.send(create_update_message(doc.get_update(state)))
+            await attacker.synced()
+            # 8 copies of 240 KiB charged at 256 KiB a second, past a burst of 1 MiB: about 3.5 s
+            # (uncharged, the 8 updates were taken in well under a second).
+            assert time.monotonic() - began > 2.5
+            assert attacker.ws.close_code is None and len(str(attacker.text)) == 240 * KIB  # held, not shown
+            assert await control.stop() < ROUND_TRIP_BOUND
+            await asyncio.gather(attacker.close(), writer.close())
+
+        run(scenario())
+    finally:
+        server.stop()

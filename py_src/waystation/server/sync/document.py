@@ -35,6 +35,7 @@ class Document:
         self.held: list[bytes] = []
         self.held_bytes = 0
         self.size = 0  # encoded size, at most: the last measured size plus every update since
+        self.copied = 0  # bytes of document the last `add` copied (see `without_pending`)
 
     @classmethod
     def build(cls, updates: list[bytes]) -> Document:
@@ -52,6 +53,7 @@ class Document:
     def add(self, update: bytes) -> None:
         """Apply `update`, or hold it until its predecessors come; ValueError (and the document
         unchanged) if it does not decode."""
+        self.copied = 0
         self.size += len(update)
         if integrable(update, self.doc.get_state()) is False:
             self._hold(update)
@@ -67,6 +69,7 @@ class Document:
         self.doc.apply_update(update)
         if not holds_pending(update, self.doc.get_state()):
             return True
+        self.copied += self.size
         self.doc = without_pending(self.doc)
         self._hold(update)
         return False

@@ -133,10 +133,8 @@ class SyncEndpoint:
                 client.close(UNSUPPORTED_DATA, "binary messages only")  # y-websocket speaks binary only
             elif len(data) > config.max_message_bytes:
                 client.close(TOO_BIG, "message too large")
-            else:
-                self._deliver(client, room, data)
-                if (pause := pace.take(len(data))) > 0:
-                    await asyncio.sleep(pause)
+            elif (pause := pace.take(self._deliver(client, room, data))) > 0:
+                await asyncio.sleep(pause)
 
     def _pace_of(self, user: str) -> Pace:
         """The pace `user`'s sockets share; it lives as long as one of them holds it."""
@@ -147,9 +145,10 @@ class SyncEndpoint:
             pace = self._paces[user] = Pace(config.messages_per_second, config.bytes_per_second, burst)
         return pace
 
-    def _deliver(self, client: Client, room: Room, data: bytes) -> None:
+    def _deliver(self, client: Client, room: Room, data: bytes) -> int:
+        """Hand `data` to the room; the bytes of work it cost (see `Room.receive`)."""
         try:
-            room.receive(client, data)
+            return room.receive(client, data)
         except LimitExceeded as exc:
             log.info("sync: closing %s in %s: %s", client.user, room.name, exc)
             client.close(exc.code, exc.reason)
@@ -159,6 +158,7 @@ class SyncEndpoint:
         except Exception:
             log.exception("sync: message from %s in %s failed", client.user, room.name)
             client.close(_INTERNAL_ERROR)
+        return len(data)
 
 
 def _refusal(session: Session | None, room_name: str) -> tuple[tuple[int, str] | None, str]:

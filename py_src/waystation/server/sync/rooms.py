@@ -93,25 +93,29 @@ class Room:
             for other in self.clients:
                 other.send_awareness(gone)
 
-    def receive(self, client: Client, data: bytes) -> None:
+    def receive(self, client: Client, data: bytes) -> int:
         """Handle one message from `client`; raises `ProtocolError` if it is malformed, and
-        `LimitExceeded` (nothing changed) if it goes past a limit."""
+        `LimitExceeded` (nothing changed) if it goes past a limit. Returns the bytes of work it
+        cost, which its sender's pace is charged: its size, plus the document when the update
+        forced a copy of it (an item whose origin is another client's missing item)."""
         message = parse(data)
         if isinstance(message, SyncMessage):
-            self._sync(client, message)
-        elif isinstance(message, AwarenessMessage):
+            return len(data) + self._sync(client, message)
+        if isinstance(message, AwarenessMessage):
             self._aware(client, message)
         elif isinstance(message, QueryAwareness):
             client.send_awareness(self.awareness.current())
+        return len(data)
 
-    def _sync(self, client: Client, message: SyncMessage) -> None:
+    def _sync(self, client: Client, message: SyncMessage) -> int:
         if message.step == SyncStep.STEP1:
             reply = encode_sync_step2(self._update_since(message.payload))
             self._reveal(self._latest, lambda: client.send(reply))
         elif message.payload != _EMPTY_UPDATE:
-            self._take(client, message.payload)
+            return self._take(client, message.payload)
+        return 0
 
-    def _take(self, client: Client, update: bytes) -> None:
+    def _take(self, client: Client, update: bytes) -> int:
         document = self.document
         limit = self.config.max_document_bytes
         if document.size + len(update) > limit and document.measure() + len(update) > limit:
@@ -127,6 +131,7 @@ class Room:
         batch = self._latest = self.store.append(self.name, update)
         message = encode_update(update)
         self._reveal(batch, lambda: self._broadcast(message, exclude=client))
+        return document.copied
 
     def _held_limit(self) -> int:
         return _HELD_PER_MESSAGE * self.config.max_message_bytes
