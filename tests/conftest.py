@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from server_process import ROOT, Server, free_port  # noqa: F401  (free_port, Server: for the tests)
 
 
 @pytest.fixture(scope="session")
@@ -29,43 +22,6 @@ def site_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("site") / "dist"
     build_site(ROOT, out, progress=lambda _msg: None)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """`waystation serve` in a child process, as a user would start it."""
-
-    def __init__(self, site: Path, data: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.site, self.data = site, data
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Server:
-        cmd = [sys.executable, "-m", "waystation", "serve", "--port", str(self.port),
-               "--site", str(self.site), "--data", str(self.data)]
-        # Tests register from 127.0.0.1 many times a minute: the address budget is tested on its own.
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "WAYSTATION_LOGIN_PER_MINUTE_PER_ADDRESS": "100000"}
-        self.process = subprocess.Popen(cmd, cwd=ROOT, env=env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("waystation serve did not come up within 30 s")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 from data_bundle import build_data_bundle, unique_name
-from test_sync_server import Server, register
+from server_process import Server
+from test_sync_server import register
 
 from waystation.device import App
 from waystation.device.hosts.data_native import NativeDataBackend

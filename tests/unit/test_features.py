@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from data_bundle import build_data_bundle
-from test_sync_server import Server
+from server_process import Server
 
 from waystation.device import App, DataError, StaleFeaturesError
 from waystation.device.hosts.data_native import NativeDataBackend

@@ -11,7 +11,8 @@ from pathlib import Path
 import websockets
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_sync_server import Server, YClient, register, site, until  # noqa: F401  (site: a fixture)
+from server_process import Server
+from test_sync_server import YClient, register, site, until  # noqa: F401  (site: a fixture)
 
 ENV = {"WAYSTATION_LOGIN_PER_MINUTE_PER_ADDRESS": "100000", "WAYSTATION_MESSAGES_PER_SECOND": "0"}
 

@@ -13,8 +13,6 @@ import socket
 import sqlite3
 import struct
 import subprocess
-import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -31,43 +29,11 @@ from pycrdt import (
     create_update_message,
     handle_sync_message,
 )
+from server_process import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery"
 _users = itertools.count()
-
-
-class Server:
-    """`waystation serve` in a child process (like tests/conftest.py's, with its own environment)."""
-
-    def __init__(self, site: Path, data: Path, **env: str) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.site, self.data, self.env = site, data, env
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Server:
-        cmd = [sys.executable, "-m", "waystation", "serve", "--port", str(self.port),
-               "--site", str(self.site), "--data", str(self.data)]
-        # Tests register from 127.0.0.1 many times a minute: the address budget is tested on its own.
-        env = {**os.environ, "WAYSTATION_LOGIN_PER_MINUTE_PER_ADDRESS": "100000", **self.env}
-        self.process = subprocess.Popen(cmd, cwd=ROOT, env=env)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("waystation serve did not come up within 30 s")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=15)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,8 @@ from waystation.server.sync.errors import ProtocolError
 from waystation.server.sync.protocol import SyncMessage, parse
 from waystation.server.sync.yupdate import MAX_DEPTH, check_state_vector, check_update
 
-from test_sync_server import Server, YClient, assert_still_syncing, register, run, site  # noqa: F401
+from server_process import Server
+from test_sync_server import YClient, assert_still_syncing, register, run, site  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("yjs_updates.mjs")
