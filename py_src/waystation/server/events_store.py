@@ -16,9 +16,11 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
+
+from ._sqlite import create, transaction
 
 __all__ = ["EVENTS_FILE", "EventLog"]
 
@@ -39,10 +41,7 @@ class EventLog:
 
     def __init__(self, data: str | Path) -> None:
         self.path = Path(data) / EVENTS_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        create(self.path, _SCHEMA)
 
     def add(self, bundle: str, user: str, events: list[dict[str, Any]]) -> dict[str, int]:
         """Store the events (already checked) in one transaction; {"stored": new, "duplicates": seen before}."""
@@ -103,14 +102,8 @@ class EventLog:
             out.truncate()
         yield out.getvalue()
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.path)
 
 
 def _filter(table: str, bundle: str | None, since: float | None) -> tuple[str, list[Any]]:

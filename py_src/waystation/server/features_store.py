@@ -23,11 +23,11 @@ import io
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from ._sqlite import create, transaction
 from ..device.data.schema import Column, check_name, pack_vector
 from ..device.errors import DataError
 
@@ -52,10 +52,7 @@ class FeatureStore:
 
     def __init__(self, data: str | Path) -> None:
         self.path = Path(data) / FEATURES_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        create(self.path, _SCHEMA)
 
     def publish(self, name: str, file: Path, key: str) -> dict[str, Any]:
         """Publish FILE (CSV or JSON lines) as table `name`: a new version holding only what changed."""
@@ -127,14 +124,8 @@ class FeatureStore:
             found = db.execute("SELECT name, key, columns, version, published_at FROM feature_tables ORDER BY name").fetchall()
         return [{"name": n, "key": k, "columns": json.loads(c), "version": v, "published_at": p} for n, k, c, v, p in found]
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.path)
 
 
 def _full_since(db: sqlite3.Connection, name: str) -> int:

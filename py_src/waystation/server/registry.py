@@ -22,12 +22,13 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ._sqlite import transaction
 from ..bundles._progress import BarFactory, no_bar
 from ..bundles.chunks import ChunkStore
 from ..device.errors import BundleError
@@ -97,16 +98,9 @@ class Registry:
         with self._db() as db:
             db.executescript(_SCHEMA)
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
         """One connection per operation, one transaction: the server and the CLI may both write."""
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            db.execute("PRAGMA foreign_keys = ON")
-            with db:
-                yield db
-        finally:
-            db.close()
+        return transaction(self.path, foreign_keys=True)
 
     def publish(
         self, bundle_dir: Path, channel: str, percent: int = 100, *,

@@ -30,13 +30,13 @@ import secrets
 import sqlite3
 import time
 import unicodedata
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
+from .._sqlite import create, transaction
 from .errors import AccountError
 
 __all__ = ["Accounts", "Issued", "Session", "USER_NAME", "canonical_user", "check_password", "token_digest"]
@@ -97,10 +97,7 @@ class Accounts:
     def __init__(self, path: Path, *, token_hours: float = 168.0) -> None:
         self.path = path
         self.token_seconds = token_hours * 3600
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        create(path, _SCHEMA)
 
     def register(self, user: str, password: str) -> Issued:
         """Create `user` (any case; stored canonical); returns a token for them."""
@@ -214,14 +211,8 @@ class Accounts:
             db.execute("INSERT INTO sync_tokens VALUES (?, ?, ?)", (issued.digest, user, issued.expires_at))
         return issued
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=5)
-        try:
-            with db:  # one transaction: commit, or roll back on error
-                yield db
-        finally:
-            db.close()
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.path, timeout=5)
 
 
 def canonical_user(name: str, *, for_login: bool = False) -> str:
