@@ -16,15 +16,31 @@ import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-__all__ = ["ROOT", "Server", "free_port"]
+__all__ = ["ROOT", "Server", "free_port", "worst_health_check_while"]
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def worst_health_check_while(url: str, threads: list[threading.Thread]) -> float:
+    """Start `threads` (an attack), check `url`/api/health back to back until they end, join
+    them; the slowest check in seconds: what another user waited meanwhile."""
+    for thread in threads:
+        thread.start()
+    worst = 0.0
+    while any(thread.is_alive() for thread in threads):
+        start = time.perf_counter()
+        assert httpx.get(f"{url}/api/health", timeout=10).status_code == 200
+        worst = max(worst, time.perf_counter() - start)
+    for thread in threads:
+        thread.join()
+    return worst
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from data_bundle import build_data_bundle
-from server_process import Server
+from server_process import Server, worst_health_check_while
 
 from waystation.device import App, DataError, StaleFeaturesError
 from waystation.device.hosts.data_native import NativeDataBackend
@@ -170,15 +170,7 @@ def test_many_devices_fetching_the_whole_table_at_once_cost_one_answer(server: S
         statuses.append(httpx.get(f"{server.url}/api/features/crowd", headers={"Accept-Encoding": "gzip"}, timeout=60).status_code)
 
     threads = [threading.Thread(target=fetch) for _ in range(30)]
-    for t in threads:
-        t.start()
-    worst = 0.0
-    while any(t.is_alive() for t in threads):
-        start = time.perf_counter()
-        assert httpx.get(f"{server.url}/api/health", timeout=10).status_code == 200
-        worst = max(worst, time.perf_counter() - start)
-    for t in threads:
-        t.join()
+    worst = worst_health_check_while(server.url, threads)
     assert statuses == [200] * 30 and worst < 1.0, worst
     rows[7]["embedding"] = [0.0] * 384
     publish(server.data, "crowd", write_jsonl(tmp_path / "crowd2.jsonl", rows))
