@@ -1,7 +1,9 @@
 // The worker's bundle requests, answered from IndexedDB: `bundles/NAME/latest.json` (which
 // version is active) and `bundles/NAME/VERSION/PATH` (a file assembled from its chunks), so a
 // bundle works offline and is stored once. A version the store does not hold goes to the network
-// (the site's own build, when the page runs without a bundle store).
+// (the site's own build, when the page runs without a bundle store). A GET changes nothing: a
+// version staged for the next load becomes active when the page opens the bundle (the "install"
+// request, sw/messages.js), not when something reads latest.json.
 
 export { bundleRoute };
 
@@ -22,7 +24,7 @@ function bundleRoute(path, store) {
     try {
       const bundles = await store();
       if (!version) {
-        const active = await bundles.promoteReady(name);
+        const { active } = await bundles.pointers(name);
         return active ? reply(JSON.stringify({ version: active }), "json") : fetch(request);
       }
       const record = await bundles.version(name, version);

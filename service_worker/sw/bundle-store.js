@@ -182,7 +182,11 @@ class BundleStore {
     await tx.done;
   }
 
-  /** Activate the staged version if it passed its smoke check for the next load; returns the active version. */
+  /**
+   * Activate the staged version if it passed its smoke check for the next load; returns the
+   * active version. Only the page opening the bundle calls this (the "install" request): reads
+   * of what is active (`pointers`, latest.json) never activate anything.
+   */
   async promoteReady(/** @type {string} */ name) {
     const pointers = await this.pointers(name);
     const staged = pointers.staged && (await this.version(name, pointers.staged));

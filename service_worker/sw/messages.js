@@ -2,7 +2,9 @@
 // MessageChannel per request): progress events go back on it as {type: "progress", progress},
 // then one reply, {ok: true, value} or {ok: false, error: {type, message, details}}.
 //
-//   install  {bundle, channel?}            the active version, installed from the channel if none
+//   install  {bundle, channel?}            the version to open: a version made ready for the next load
+//                                          becomes active here (opening the bundle is that load), else the
+//                                          active one, else the channel's, installed (first visit)
 //   check    {bundle, channel?}            what an update would fetch
 //   update   {bundle, channel?, ...}       fetch, verify and stage the channel's version
 //   activate {bundle, version, when}       "now": make the staged version active; "next-load": on next open
