@@ -19,8 +19,9 @@ from pathlib import Path
 
 import httpx
 import websockets
-from login_storm import ROOT, start_server
 from pycrdt import Doc, create_sync_message
+
+from login_storm import ROOT, start_server
 
 PASSWORD = "correct horse battery"
 ODD = {"deep nesting": b'{"user": ' + b"[" * 5000 + b"]" * 5000 + b', "password": "x"}',

@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "py_src"))
 
-from waystation.device.data import Declarations, DeviceData  # noqa: E402
-from waystation.device.hosts.data_native import NativeDataBackend  # noqa: E402
-from waystation.server.features_store import FeatureStore  # noqa: E402
+from waystation.device.data import Declarations, DeviceData
+from waystation.device.hosts.data_native import NativeDataBackend
+from waystation.server.features_store import FeatureStore
 
 DIM = 384
 ITEMS = 1000

@@ -32,14 +32,15 @@ from onnx import numpy_helper
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from conftest import Server  # noqa: E402  (the real server the tests use)
-from e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from waystation.bundles.builder import build_bundle  # noqa: E402
 from waystation.bundles.signing import dev_key  # noqa: E402
 from waystation.server.registry import Registry  # noqa: E402
 from waystation.site import build_site  # noqa: E402
+
+from conftest import Server  # noqa: E402  (the real server the tests use)
+from e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 LAYER = re.compile(r"layer\.(\d+)\.")
 INSTALL_AND_UPDATE = """async ([bundle]) => {

@@ -24,13 +24,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests")]
 
-from conftest import Server  # noqa: E402  (the real server the tests use)
-from e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 from waystation.bundles.builder import build_bundle  # noqa: E402
 from waystation.server.features_store import FeatureStore  # noqa: E402
 from waystation.site import build_site  # noqa: E402
+
+from conftest import Server  # noqa: E402  (the real server the tests use)
+from e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 BUNDLE = "eventbench"
 DIM = 384

@@ -18,11 +18,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "models" / "minilm")]
 
-from conftest import Server  # noqa: E402  (the real server the tests use)
-from e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
 from waystation.site import build_site  # noqa: E402
+
+from conftest import Server  # noqa: E402  (the real server the tests use)
+from e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 # Short English sentences, as in the first anchor measurements (transformers.js vs raw ORT).
 SENTENCES = [

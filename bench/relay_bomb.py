@@ -23,10 +23,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "py_src"), str(ROOT / "tests" / "unit")]
 
+from waystation.server.registry import Registry  # noqa: E402
+
 from data_bundle import build_data_bundle  # noqa: E402
 from test_sync_server import Server, register  # noqa: E402
-
-from waystation.server.registry import Registry  # noqa: E402
 
 
 def peak_rss_mib(pid: int) -> float:

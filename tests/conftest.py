@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from server_process import ROOT, Server, free_port  # noqa: F401  (free_port, Server: for the tests)
 
 

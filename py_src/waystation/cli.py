@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--args", default="{}", help="JSON object of named arguments, or array of positional ones")
     run.add_argument("--metrics", action="store_true", help="print {result, metrics, ms} instead of the result")
     run.add_argument("--data", type=Path, default=None,
-                     help="the device's data folder for events and features (default: $XDG_DATA_HOME/waystation)")
+                     help="the device's data folder for events, features and ctx.state (default: $XDG_DATA_HOME/waystation)")
     run.set_defaults(handler=_run)
 
     keys = commands.add_parser("keys", help="make an Ed25519 key pair for signing bundles")
@@ -156,15 +156,18 @@ def _run(args: argparse.Namespace) -> None:
 
 async def run_function(bundle: Path, function: str, call_args: Any, data: Path | None = None) -> dict[str, Any]:
     """Open a bundle (building a source folder first) on the native host and call one function."""
-    from .device.hosts.data_native import NativeDataBackend
+    from .device.hosts.data_native import NativeDataBackend, default_data_dir
+    from .device.hosts.state_native import NativeStateBackend
     from .device.runtime import App
 
     folder = _built_bundle(bundle)
-    app = await App.open(folder, data=None if data is None else NativeDataBackend(data))
+    states = NativeStateBackend(data if data is not None else default_data_dir())  # ctx.state outlives the run
+    app = await App.open(folder, data=None if data is None else NativeDataBackend(data), states=states)
     try:
         return await app.call(function, call_args)
     finally:
         app.close()
+        states.close()
 
 
 def _built_bundle(bundle: Path) -> Path:

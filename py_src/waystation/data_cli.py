@@ -59,7 +59,7 @@ def parse_since(text: str, now: float | None = None) -> float:
     except ValueError:
         raise ValueError(f"--since {text!r} is neither an ISO time (2026-12-01T00:00:00Z) nor an age (30m, 12h, 7d)") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     return when.timestamp()
 
 

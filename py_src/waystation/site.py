@@ -23,6 +23,7 @@ from .bundles.builder import build_bundle
 from .bundles.pypi_assets import fetch_wheel
 from .bundles.signing import dev_key, load_private_key, trusted_key_entry
 from .bundles.source import BundleSource
+from .pyodide_snapshot import make_snapshot
 
 __all__ = ["SHELL_EXCLUDE", "build_site", "find_project_root", "write_precache"]
 
@@ -62,6 +63,8 @@ def build_site(
     _copy_vendor(root, config.get("vendor", []), staging)
     _bundle_modules(root, config.get("modules", []), staging)
     wheel = _build_wheel(root, staging / "wheels", progress)
+    progress("making the Pyodide start-up snapshot")
+    snapshot = make_snapshot(root, staging / config["pyodide"]["to"], wheel)
     bundles = _build_bundles(root / config["bundles"]["from"], staging, config["bundles"]["to"], progress,
                              key=signing_key, bar=bar)
     boot = {
@@ -69,6 +72,8 @@ def build_site(
         "pyodide": pyodide_version,
         "ort": _npm_version(root / "node_modules" / "onnxruntime-web"),
         "wheel": f"wheels/{wheel.name}",
+        # Absent when Node could not make one: the worker then boots Pyodide from scratch.
+        "snapshot": snapshot.relative_to(staging).as_posix() if snapshot else None,
         "bundles": bundles,
         "trustedKeys": [trusted_key_entry(signing_key)],
     }

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from server_process import Server
 from test_sync_server import PASSWORD, YClient, assert_still_syncing, run, site  # noqa: F401 (site: a fixture)
 

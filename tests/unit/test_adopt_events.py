@@ -11,11 +11,12 @@ import json
 from pathlib import Path
 
 import pytest
-from data_bundle import build_data_bundle
 
 from waystation.device import App
 from waystation.device.data.adopt import adopt, needs_device
 from waystation.device.hosts.data_native import NativeDataBackend
+
+from data_bundle import build_data_bundle
 
 
 class Killed(Exception):

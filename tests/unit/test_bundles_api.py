@@ -6,11 +6,12 @@ import random
 
 import httpx
 import pytest
-from bundle_factory import make_bundle
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from waystation.device import Manifest
 from waystation.server.registry import Registry, bucket
+
+from bundle_factory import make_bundle
 
 KEY = Ed25519PrivateKey.generate()
 

@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-from data_bundle import build_data_bundle
 
 from waystation.device import App, DataError
 from waystation.device.hosts.data_native import NativeDataBackend
+
+from data_bundle import build_data_bundle
 
 
 def open_app(tmp_path: Path, *, rows: int = 100000, data: Path | None = None) -> App:

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from data_bundle import build_data_bundle, unique_name
-from server_process import Server, worst_health_check_while
-from test_sync_server import register
 
 from waystation.device import App
 from waystation.device.hosts.data_native import NativeDataBackend
 from waystation.server.events_store import EventLog
 from waystation.server.registry import Registry
+
+from data_bundle import build_data_bundle, unique_name
+from server_process import Server, worst_health_check_while
+from test_sync_server import register
 
 ROOT = Path(__file__).resolve().parents[2]
 

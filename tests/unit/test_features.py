@@ -13,12 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from data_bundle import build_data_bundle
-from server_process import Server, worst_health_check_while
 
 from waystation.device import App, DataError, StaleFeaturesError
 from waystation.device.hosts.data_native import NativeDataBackend
 from waystation.server.features_store import FeatureStore
+
+from data_bundle import build_data_bundle
+from server_process import Server, worst_health_check_while
 
 ROOT = Path(__file__).resolve().parents[2]
 

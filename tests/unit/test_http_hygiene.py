@@ -9,9 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from http_server import Server, raw_request
 
 from waystation.site import _copy_tree
+
+from http_server import Server, raw_request
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 HEADERS = {

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from http_server import Server, read_response
 
 _names = itertools.count()

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pyodide"))
-from data_parity import build, generate_case, load, run_case  # noqa: E402
+from waystation.device import DataError
 
-from waystation.device import DataError  # noqa: E402
+from data_parity import generate_case, load, run_case
 
 _AGG = {"count": "count", "sum": "sum", "mean": "mean", "min": "min", "max": "max"}
 _EVENT_COLUMNS = ["id", "ts", "item_id", "user", "dwell", "score", "liked", "emb"]

@@ -5,12 +5,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from bundle_factory import make_bundle
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from waystation.bundles.signing import public_key_b64
 from waystation.device import BundleError, Manifest
 from waystation.server.registry import Registry, bucket
+
+from bundle_factory import make_bundle
 
 DEVICES = [f"device-{i:04d}" for i in range(1000)]
 KEY = Ed25519PrivateKey.generate()

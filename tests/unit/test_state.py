@@ -15,10 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycrdt import Doc, Map
 
-from bundle_factory import make_bundle
 from waystation.device import App, Context, StateDoc, StateError, open_state
 from waystation.device.hosts import default_state_backend
 from waystation.device.hosts.state_native import NativeStateBackend
+
+from bundle_factory import make_bundle
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 import websockets
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from server_process import Server
 from test_sync_server import YClient, register, site, until  # noqa: F401  (site: a fixture)
 

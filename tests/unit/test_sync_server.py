@@ -29,6 +29,7 @@ from pycrdt import (
     create_update_message,
     handle_sync_message,
 )
+
 from server_process import Server
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tokenizer_corpus import CORPUS, random_texts
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
 
 import waystation.device.tokenizers as package
 from waystation.device.tokenizers import Encoding, WordPieceTokenizer
 from waystation.device.tokenizers._normalize import BertNormalizer
 from waystation.device.tokenizers._pretokenize import BertPreTokenizer
+
+from tokenizer_corpus import CORPUS, random_texts
 
 # Every code point of planes 0-3 and 14; every 251st of the unassigned and private planes.
 CODE_POINTS = [cp for cp in range(0x40000) if not 0xD800 <= cp <= 0xDFFF] + [

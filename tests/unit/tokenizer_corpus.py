@@ -6,8 +6,10 @@ import random
 import unicodedata
 
 LONG_WORD = "pneumonoultramicroscopicsilicovolcanoconiosis" * 3  # 135 chars: past the 100 limit
-WORDS = ("offline first inference runs in the browser while the service worker keeps model "
-         "bundles fresh, and state syncs when the network returns").split()
+WORDS = [
+    "offline", "first", "inference", "runs", "in", "the", "browser", "while", "the", "service", "worker",
+    "keeps", "model", "bundles", "fresh,", "and", "state", "syncs", "when", "the", "network", "returns",
+]
 
 
 def _long_text(words: int, seed: int) -> str:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any
 
 from ..device.data.schema import Declarations
 from ..device.errors import BundleError, DataError
+from .validate import read_config
 
 __all__ = ["BundleSource"]
 
@@ -62,22 +62,11 @@ class BundleSource:
     @classmethod
     def load(cls, root: str | Path) -> BundleSource:
         root = Path(root).resolve()
-        config_path = root / "bundle.toml"
-        try:
-            config = tomllib.loads(config_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise BundleError(f"{root} is not a bundle source: it has no bundle.toml") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise BundleError(f"{config_path}: {exc}") from None
-        for key in ("name", "version", "workflow"):
-            if not isinstance(config.get(key), str):
-                raise BundleError(f"{config_path}: {key!r} must be a string")
-        if not isinstance(config.get("parent", ""), str):
-            raise BundleError(f"{config_path}: 'parent' must be a string (a version) when given")
+        config = read_config(root / "bundle.toml")  # every key known and typed, or every problem at once
         try:
             data = Declarations.parse(config.get("events", {}), config.get("features", {}))
-        except DataError as exc:
-            raise BundleError(f"{config_path}: {exc}") from None
+        except DataError as exc:  # what spans tables, which read_config checks one by one
+            raise BundleError(f"{root / 'bundle.toml'}: {exc}") from None
         return cls(
             root=root,
             name=config["name"],

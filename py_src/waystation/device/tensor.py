@@ -40,7 +40,7 @@ _ARRAY_TYPECODES = {"f", "d", "b", "h", "i", "q", "B", "H", "I", "Q"}
 class Tensor:
     """An n-dimensional array of one dtype, held as a flat `memoryview`."""
 
-    __slots__ = ("dtype", "shape", "_data")
+    __slots__ = ("_data", "dtype", "shape")
 
     def __init__(self, dtype: str, data: Any, shape: Sequence[int] | None = None) -> None:
         if dtype not in DTYPES:

@@ -15,8 +15,8 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from .. import __version__
-from .bundles_api import bundle_routes
 from .body_limit import BodyLimit
+from .bundles_api import bundle_routes
 from .config import ServerConfig
 from .events_api import event_routes
 from .features_api import feature_routes

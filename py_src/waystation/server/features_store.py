@@ -27,9 +27,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from ._sqlite import create, transaction
 from ..device.data.schema import Column, check_name, pack_vector
 from ..device.errors import DataError
+from ._sqlite import create, transaction
 
 __all__ = ["FEATURES_FILE", "FeatureStore", "read_table"]
 

@@ -90,7 +90,7 @@ def _agg_column(out: str, col: Column, fn: str) -> Column:
 class Query:
     """Rows of one table, or of a join, filtered, grouped, sorted, limited; read with rows(), columns(), tensor()..."""
 
-    __slots__ = ("_connect", "_level", "_label")
+    __slots__ = ("_connect", "_label", "_level")
 
     def __init__(self, connect: Callable[[], sqlite3.Connection], level: _Level | TableRef, label: str = "") -> None:
         if isinstance(level, TableRef):

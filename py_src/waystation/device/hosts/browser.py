@@ -18,10 +18,9 @@ __all__ = ["BrowserHost"]
 
 
 def _js() -> tuple[Any, Any, Any, Any]:
+    import _waystation_ort  # type: ignore[import-not-found]
     import js  # type: ignore[import-not-found]
     from pyodide.ffi import JsException, to_js  # type: ignore[import-not-found]
-
-    import _waystation_ort  # type: ignore[import-not-found]
 
     return js, _waystation_ort, to_js, JsException
 

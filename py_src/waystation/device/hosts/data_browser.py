@@ -20,9 +20,8 @@ _CACHE_KIB = 16 * 1024
 
 
 def _host() -> tuple[Any, Any]:
-    from pyodide.ffi import create_proxy  # type: ignore[import-not-found]
-
     import _waystation_data  # type: ignore[import-not-found]
+    from pyodide.ffi import create_proxy  # type: ignore[import-not-found]
 
     return _waystation_data, create_proxy
 

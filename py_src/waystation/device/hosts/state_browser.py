@@ -21,9 +21,8 @@ __all__ = ["BrowserStateBackend", "BrowserStateDoc"]
 
 
 def _js() -> tuple[Any, Any, Any, Any]:
-    from pyodide.ffi import JsException, create_proxy, to_js  # type: ignore[import-not-found]
-
     import _waystation_state  # type: ignore[import-not-found]
+    from pyodide.ffi import JsException, create_proxy, to_js  # type: ignore[import-not-found]
 
     return _waystation_state, JsException, create_proxy, to_js
 

@@ -26,8 +26,8 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
-from .auth import Accounts
 from ..config import ServerConfig
+from .auth import Accounts
 from .endpoint import SyncEndpoint
 from .errors import AccountError, ProtocolError
 from .rooms import Room, Rooms

@@ -25,10 +25,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from ..config import ServerConfig
 from .account_routes import AccountRoutes
 from .auth import Accounts, Session
 from .client import BAD_REQUEST, FORBIDDEN, TOO_BIG, UNAUTHORIZED, UNSUPPORTED_DATA, Client
-from ..config import ServerConfig
 from .errors import ProtocolError
 from .hashing import PasswordHasher
 from .limits import LimitExceeded, Pace
