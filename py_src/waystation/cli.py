@@ -90,6 +90,9 @@ def _bundle_parser(bundle: argparse.ArgumentParser) -> None:
     build.add_argument("source", type=Path, help="a bundle source folder (with bundle.toml)")
     build.add_argument("--out", type=Path, default=Path("build/bundles"), help="output folder (default: build/bundles)")
     build.add_argument("--key", type=Path, default=None, help="private key to sign with (default: the dev key)")
+    build.add_argument("--force", action="store_true",
+                       help="replace OUT/NAME/VERSION even if built from other content (local builds only: "
+                            "a published version never changes)")
     build.set_defaults(handler=_bundle_build)
 
     publish = commands.add_parser("publish", help="publish a built bundle to a channel of the server's registry")
@@ -176,7 +179,8 @@ def _built_bundle(bundle: Path) -> Path:
     from .bundles.builder import build_bundle
     from .bundles.pypi_assets import cache_dir
 
-    return build_bundle(bundle, cache_dir() / "run", progress=lambda msg: print(msg, file=sys.stderr))
+    # A private cache of the source being worked on: its version may stay put while it changes.
+    return build_bundle(bundle, cache_dir() / "run", progress=lambda msg: print(msg, file=sys.stderr), force=True)
 
 
 def _keys(args: argparse.Namespace) -> None:
@@ -190,7 +194,7 @@ def _bundle_build(args: argparse.Namespace) -> None:
     from .bundles.builder import build_bundle
 
     folder = build_bundle(args.source, args.out, progress=_say, key=_signing_key(args.key),
-                          chunk_store=args.out / "chunks", bar=_bar)
+                          chunk_store=args.out / "chunks", bar=_bar, force=args.force)
     print(folder)
 
 

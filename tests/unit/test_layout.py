@@ -65,7 +65,7 @@ def test_the_builder_groups_models_unless_told_not_to(tmp_path, layout, expected
     source = tmp_path / "source"
     source.mkdir()
     scattered_model(source / "m.onnx")
-    (source / "workflow.py").write_text("from waystation.device import export\n")
+    (source / "workflow.py").write_text("from waystation.device import export\n\n@export\ndef noop(ctx):\n    return None\n")
     lines = ['name = "layered"', 'version = "1.0.0"', 'workflow = "workflow.py"', "", "[models.m]", 'file = "m.onnx"']
     (source / "bundle.toml").write_text("\n".join(lines + ([f"layout = {layout}"] if layout else [])) + "\n")
     built = build_bundle(source, tmp_path / "out", progress=lambda _m: None)

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..device.errors import BundleError
-from ..device.manifest import FORMAT, Manifest
+from ..device.manifest import FORMAT, Manifest, canonical_json
 from ._progress import BarFactory, no_bar
+from .checks import check_source
 from .chunks import ChunkStore, split
 from .layout import group_by_layer
 from .pypi_assets import cache_dir
@@ -39,32 +40,58 @@ def build_bundle(
     chunk_store: str | Path | None = None,
     bar: BarFactory = no_bar,
     variant: str | None = None,
+    force: bool = False,
 ) -> Path:
     """Build `source_dir` into `out_root/NAME/VERSION/` and return that folder.
 
-    The manifest is signed with `key` when one is given; the files' chunks are written to
-    `chunk_store` (a `chunks/` folder beside the bundles) when one is given.
+    Nothing is signed nor written there until the bundle passes its checks (bundle.toml,
+    workflow, models, samples: bundles/checks.py) and its smoke check. The manifest is signed
+    with `key` when one is given; the files' chunks are written to `chunk_store` (a `chunks/`
+    folder beside the bundles) when one is given. A folder already holding that version built
+    from other content is refused unless `force`: a version's bytes never change once built.
     """
     source = BundleSource.load(source_dir)
     if variant is not None:
         source = source.variant(variant)
     made = _recipe_output(source, progress)
+    origins = check_source(source, made)
     target = Path(out_root) / source.name / source.version
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
+    staging = target.with_name(f".{source.version}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        data = _stage(source, origins, staging, bar)
+        report = _smoke_check(staging)
+        timings = ", ".join(f"{name} {r['ms']:.1f} ms" for name, r in report.items()) or "no models"
+        progress(f"smoke check of {source.name} {source.version} passed ({timings})")
+        _refuse_other_content(target, data, source, force)
+        if key is not None:
+            from .signing import sign_manifest
 
-    names = [source.workflow, *source.files, *(m["file"] for m in source.models.values())]
-    for name in names:
-        origin = made / name if (made / name).exists() else source.root / name
-        if not origin.is_file():
-            raise BundleError(f"bundle {source.name!r}: {name!r} is neither made by its recipe nor in {source.root}")
-        (target / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(origin, target / name)
+            data = sign_manifest(data, key)
+        Manifest.from_dict(data)  # what we write must parse
+        (staging / "manifest.json").write_text(manifest_text(data), encoding="utf-8")
+        if chunk_store is not None:
+            store = ChunkStore(chunk_store)
+            for entry in data["files"]:
+                store.put_file((staging / entry["path"]).read_bytes(), [tuple(c) for c in entry["chunks"]])
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    (target.parent / "latest.json").write_text(json.dumps({"version": source.version}) + "\n")
+    progress(f"built bundle {source.name} {source.version} -> {target}")
+    return target
+
+
+def _stage(source: BundleSource, origins: dict[str, Path], staging: Path, bar: BarFactory) -> dict[str, Any]:
+    """Copy the bundle's files into `staging` and write its unsigned manifest there; return the manifest."""
+    for name, origin in origins.items():
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(origin, staging / name)
     for model in source.models.values():
         if model.get("layout", "by-layer") == "by-layer":
-            group_by_layer(target / model["file"])  # one retrained layer: one changed region (layout.py)
-
+            group_by_layer(staging / model["file"])  # one retrained layer: one changed region (layout.py)
     data = {
         "format": FORMAT,
         "name": source.name,
@@ -73,19 +100,65 @@ def build_bundle(
         "description": source.description,
         "runtime": __version__,
         "workflow": source.workflow,
-        "files": _file_entries(target, names, chunk_store, bar),
-        "models": {k: _model_entry(target, m) for k, m in source.models.items()},
+        "files": _file_entries(staging, list(origins), bar),
+        "models": {k: _model_entry(staging, m) for k, m in source.models.items()},
         **source.data.to_manifest(),  # nothing for a bundle without event or feature tables
     }
-    if key is not None:
-        from .signing import sign_manifest
+    Manifest.from_dict(data)
+    (staging / "manifest.json").write_text(manifest_text(data), encoding="utf-8")
+    return data
 
-        data = sign_manifest(data, key)
-    Manifest.from_dict(data)  # what we write must parse
-    (target / "manifest.json").write_text(manifest_text(data), encoding="utf-8")
-    (target.parent / "latest.json").write_text(json.dumps({"version": source.version}) + "\n")
-    progress(f"built bundle {source.name} {source.version} -> {target}")
-    return target
+
+def _smoke_check(folder: Path) -> dict[str, Any]:
+    """The device's smoke check (device/smoke.py) of the staged bundle, on this machine's onnxruntime."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..device.runtime import App
+    from ..device.smoke import smoke_check
+
+    async def check() -> dict[str, Any]:
+        app = await App.open(folder)
+        try:
+            return await smoke_check(app)
+        finally:
+            app.close()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(check())
+    with ThreadPoolExecutor(1) as pool:  # called from async code (`waystation run`): a loop of its own
+        return pool.submit(asyncio.run, check()).result()
+
+
+def _refuse_other_content(target: Path, data: dict[str, Any], source: BundleSource, force: bool) -> None:
+    """BundleError if `target` holds this version built from other content (unless `force`)."""
+    path = target / "manifest.json"
+    if force or not path.is_file():
+        return
+    try:
+        old = Manifest.from_json(path.read_bytes())
+    except BundleError:
+        old = None
+    if old is not None and old.payload == canonical_json({k: v for k, v in data.items() if k != "signature"}):
+        return  # the same bundle again: re-signing it is harmless
+    raise BundleError(f"{target} already holds {source.name} {source.version} built from other content "
+                      f"({_what_changed(old, data)}): a version never changes once built. Bump 'version' in "
+                      f"{source.root / 'bundle.toml'}, or pass --force to replace a build that was never published")
+
+
+def _what_changed(old: Manifest | None, data: dict[str, Any]) -> str:
+    if old is None:
+        return "its manifest.json cannot be read"
+    new = {f["path"]: f["sha256"] for f in data["files"]}
+    was = {path: f.sha256 for path, f in old.files.items()}
+    parts = [f"{verb}: {', '.join(paths)}" for verb, paths in (
+        ("changed", [p for p in new if p in was and was[p] != new[p]]),
+        ("added", [p for p in new if p not in was]),
+        ("removed", [p for p in was if p not in new]),
+    ) if paths]
+    return "; ".join(parts) or "same files, other manifest fields"
 
 
 def manifest_text(data: dict[str, Any]) -> str:
@@ -114,19 +187,15 @@ def _recipe_output(source: BundleSource, progress: Callable[[str], None]) -> Pat
     return out
 
 
-def _file_entries(root: Path, names: list[str], chunk_store: str | Path | None, bar: BarFactory) -> list[dict[str, Any]]:
-    """Hash and chunk each file, storing its chunks; one bar over all the bytes."""
-    store = ChunkStore(chunk_store) if chunk_store is not None else None
+def _file_entries(root: Path, names: list[str], bar: BarFactory) -> list[dict[str, Any]]:
+    """Hash and chunk each file; one bar over all the bytes."""
     meter = bar(sum((root / name).stat().st_size for name in names), "chunking")
     entries = []
     try:
         for name in names:
             data = (root / name).read_bytes()
-            chunks = split(data)
-            if store is not None:
-                store.put_file(data, chunks)
             entries.append({"path": name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                            "chunks": [list(c) for c in chunks]})
+                            "chunks": [list(c) for c in split(data)]})
             meter.update(len(data))
     finally:
         meter.close()

@@ -101,14 +101,21 @@ class BundleSource:
         return digest.hexdigest()
 
     def run_recipe(self, out_dir: Path, progress: Callable[[str], None]) -> None:
+        """Run the recipe's `build(out_dir, progress)`; a recipe that does not load is named with its line."""
         if self.recipe is None:
             return
-        module = _load_module(self.root / self.recipe, f"waystation_recipe_{self.name}")
-        module.build(out_dir, progress=progress)
+        path = self.root / self.recipe
+        module = _load_module(path, f"waystation_recipe_{self.name}")
+        build = getattr(module, "build", None)
+        if not callable(build):
+            raise BundleError(f"{path}: a recipe must define build(out_dir, progress), which writes the bundle's "
+                              "made files into out_dir")
+        build(out_dir, progress=progress)
 
 
 def _load_module(path: Path, name: str) -> ModuleType:
     import sys
+    import traceback
 
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -117,6 +124,12 @@ def _load_module(path: Path, name: str) -> ModuleType:
     sys.path.insert(0, str(path.parent))  # a recipe may import its sibling modules (weights.py)
     try:
         spec.loader.exec_module(module)
+    except (SyntaxError, ImportError, NameError, AttributeError) as exc:  # the mistakes of a script being written
+        line = exc.lineno if isinstance(exc, SyntaxError) else next(
+            (f.lineno for f in reversed(traceback.extract_tb(exc.__traceback__)) if Path(f.filename) == path), None)
+        where = f"{path}:{line}" if line else f"{path}"
+        raise BundleError(f"{where}: {type(exc).__name__}: {exc.msg if isinstance(exc, SyntaxError) else exc} "
+                          "(while importing the recipe)") from exc
     finally:
         sys.path.remove(str(path.parent))
     return module

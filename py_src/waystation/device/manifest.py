@@ -52,7 +52,7 @@ from typing import Any
 from .data.schema import Declarations
 from .errors import BundleError, DataError
 
-__all__ = ["FORMAT", "FileEntry", "Manifest", "ModelEntry", "SIGNATURE_ALG", "Signature", "canonical_json"]
+__all__ = ["FORMAT", "FileEntry", "Manifest", "ModelEntry", "SIGNATURE_ALG", "Signature", "canonical_json", "is_safe_path"]
 
 FORMAT = 2
 SIGNATURE_ALG = "Ed25519"
@@ -264,11 +264,16 @@ def _files(items: list[Any]) -> dict[str, FileEntry]:
     return files
 
 
+def is_safe_path(path: str) -> bool:
+    """Whether `path` is a relative path a bundle may hold: ASCII segments, no '..', no leading '/'."""
+    return bool(_SAFE_PATH.fullmatch(path)) and ".." not in path.split("/")
+
+
 def _file(item: Any) -> FileEntry:
     if not isinstance(item, dict):
         raise BundleError("manifest 'files' entries must be objects")
     path, size, sha = item.get("path"), item.get("size"), item.get("sha256")
-    if not isinstance(path, str) or not _SAFE_PATH.fullmatch(path) or ".." in path.split("/"):
+    if not isinstance(path, str) or not is_safe_path(path):
         raise BundleError(f"manifest file path {path!r} is not a safe relative path")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise BundleError(f"manifest file {path!r} has no valid size")
