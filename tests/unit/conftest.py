@@ -19,3 +19,12 @@ def minilm_dir(project_root: Path) -> Path:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return Path(module.model_dir())
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stand-in site for server tests that need none of the real one: `serve` builds nothing when boot.json exists."""
+    site = tmp_path_factory.mktemp("stand-in-site")
+    (site / "boot.json").write_text("{}")
+    (site / "index.html").write_text("<!doctype html>")
+    return site

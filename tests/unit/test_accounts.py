@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from server_process import Server
-from test_sync_server import PASSWORD, YClient, assert_still_syncing, run, site  # noqa: F401 (site: a fixture)
+from test_sync_server import PASSWORD, YClient, assert_still_syncing, run
 
 FAST = {"WAYSTATION_LOGIN_PER_MINUTE_PER_ADDRESS": "100000"}  # this module logs in often from 127.0.0.1
 

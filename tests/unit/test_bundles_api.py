@@ -99,7 +99,7 @@ def test_incompressible_chunks_travel_as_they_are(server, tmp_path):
 
 
 def test_a_chunk_can_be_fetched_in_ranges(server, published):
-    sha, size = next(iter(Manifest.from_json(published.manifest("api-demo", "1.0.0")).chunks().items()))
+    sha, _size = next(iter(Manifest.from_json(published.manifest("api-demo", "1.0.0")).chunks().items()))
     response = httpx.get(f"{server.url}/chunks/{sha}", headers={"range": "bytes=10-19"})
     assert response.status_code == 206 and len(response.content) == 10  # resumable downloads
 

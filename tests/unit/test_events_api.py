@@ -31,14 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    site = tmp_path_factory.mktemp("events-site")
-    (site / "boot.json").write_text("{}")
-    (site / "index.html").write_text("<!doctype html>")
-    return site
-
-
-@pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_data_bundle(tmp_path_factory.mktemp("events-bundle"), unique_name("relay"))
 

@@ -29,15 +29,6 @@ _names = itertools.count()
 MB = 1 << 20
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A stand-in site: `serve` builds nothing when boot.json exists."""
-    site = tmp_path_factory.mktemp("http-site")
-    (site / "boot.json").write_text("{}")
-    (site / "index.html").write_text("<!doctype html>")
-    return site
-
-
 @pytest.fixture
 def start(site: Path, tmp_path: Path) -> Iterator[object]:
     """Start `waystation serve` with the given settings (and open-files limit); stopped after the test."""

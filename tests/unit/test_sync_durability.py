@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server_process import Server
-from test_sync_server import YClient, register, site, until  # noqa: F401  (site: a fixture)
+from test_sync_server import YClient, register, until
 
 ENV = {"WAYSTATION_LOGIN_PER_MINUTE_PER_ADDRESS": "100000", "WAYSTATION_MESSAGES_PER_SECOND": "0"}
 

@@ -15,7 +15,7 @@ import websockets
 from pycrdt import Doc, Text, create_awareness_message, create_update_message, write_var_uint
 
 from server_process import Server
-from test_sync_server import YClient, register, run, site, until  # noqa: F401  (site: a fixture)
+from test_sync_server import YClient, register, run, until
 
 KIB = 1 << 10
 LIMITS = {

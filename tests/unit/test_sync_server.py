@@ -38,15 +38,6 @@ _users = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A stand-in site: sync needs none of it, and `serve` builds nothing when boot.json exists."""
-    site = tmp_path_factory.mktemp("sync-site")
-    (site / "boot.json").write_text("{}")
-    (site / "index.html").write_text("<!doctype html>")
-    return site
-
-
-@pytest.fixture(scope="module")
 def server(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(site, tmp_path_factory.mktemp("sync-data")).start()
     yield srv

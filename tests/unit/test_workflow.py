@@ -1,4 +1,5 @@
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -74,7 +75,7 @@ def test_unknown_function_lists_the_exports(workflow):
 def test_script_that_fails_to_import(tmp_path: Path):
     path = tmp_path / "broken.py"
     path.write_text("import does_not_exist\n")
-    with pytest.raises(WorkflowError, match="broken.py failed to import: ModuleNotFoundError"):
+    with pytest.raises(WorkflowError, match=re.escape("broken.py failed to import: ModuleNotFoundError")):
         Workflow.load(path, "broken_module")
 
 

@@ -25,7 +25,7 @@ from waystation.server.sync.protocol import SyncMessage, parse
 from waystation.server.sync.yupdate import MAX_DEPTH, check_state_vector, check_update
 
 from server_process import Server
-from test_sync_server import YClient, assert_still_syncing, register, run, site  # noqa: F401
+from test_sync_server import YClient, assert_still_syncing, register, run
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("yjs_updates.mjs")
@@ -140,7 +140,7 @@ def apply_edit(doc: Doc[Any], edit: tuple[Any, ...]) -> None:
         xml.children.append(XmlElement(args[0], args[1], [XmlText(args[2])]))
     elif kind == "xml format" and len(xml.children):
         node = list(xml.children)[-1]
-        inner = list(node.children)[0] if isinstance(node, XmlElement) and len(node.children) else None
+        inner = next(iter(node.children)) if isinstance(node, XmlElement) and len(node.children) else None
         if isinstance(inner, XmlText) and len(str(inner)):
             start = args[0] % len(str(inner))
             inner.format(start, min(len(str(inner)), start + args[1]), args[2])
@@ -336,7 +336,7 @@ def nested_deep(bad: YClient) -> bytes:
 
 
 @pytest.mark.parametrize("attack", [junk_after, nested_deep])
-def test_a_malformed_update_closes_its_sender_and_changes_nothing(site: Path, tmp_path: Path, attack: Any) -> None:  # noqa: F811
+def test_a_malformed_update_closes_its_sender_and_changes_nothing(site: Path, tmp_path: Path, attack: Any) -> None:
     # messages up to 4 MiB, so that 1 MiB of junk after an update reaches the parser
     server = Server(site, tmp_path, WAYSTATION_MAX_MESSAGE_BYTES=str(4 << 20)).start()
     try:
