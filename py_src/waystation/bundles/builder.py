@@ -79,6 +79,8 @@ def build_bundle(
         staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not any(target.parent.iterdir()):
+            target.parent.rmdir()  # a first build that failed leaves no trace
     (target.parent / "latest.json").write_text(json.dumps({"version": source.version}) + "\n")
     progress(f"built bundle {source.name} {source.version} -> {target}")
     return target

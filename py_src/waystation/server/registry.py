@@ -123,16 +123,29 @@ class Registry:
         sha = hashlib.sha256(text).hexdigest()
         known = self._version_sha(manifest.name, manifest.version)
         if known == sha:
-            return manifest
+            return manifest  # the same bytes again: nothing to do
         if known is not None:
-            raise BundleError(f"{manifest.name} {manifest.version} is already published with another manifest: "
-                              "published versions never change, bump the version")
+            self._refuse_other(manifest)
         self._store_chunks(bundle_dir, manifest, bar)
         with self._db() as db:
             db.executemany("INSERT OR IGNORE INTO chunks (sha256, size) VALUES (?, ?)", manifest.chunks().items())
-            db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?)",
+            # Another publisher may have got there since the check above: the row it wrote wins.
+            db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bundle, version) DO NOTHING",
                        (manifest.name, manifest.version, manifest.parent, text, sha, _now()))
+        if self._version_sha(manifest.name, manifest.version) != sha:
+            self._refuse_other(manifest)
         return manifest
+
+    def _refuse_other(self, manifest: Manifest) -> None:
+        """A version is immutable once published: say so, and what differs from the published one."""
+        published = Manifest.from_json(self.manifest(manifest.name, manifest.version) or b"")
+        was = {path: f.sha256 for path, f in published.files.items()}
+        now = {path: f.sha256 for path, f in manifest.files.items()}
+        changed = sorted(p for p in set(was) | set(now) if was.get(p) != now.get(p))
+        what = f"files that differ: {', '.join(changed)}" if changed else (
+            "same files, other fields" if published.payload != manifest.payload else "same content, signed or laid out otherwise")
+        raise BundleError(f"{manifest.name} {manifest.version} is already published with another manifest ({what}): "
+                          "published versions never change, bump the version")
 
     def _store_chunks(self, bundle_dir: Path, manifest: Manifest, bar: BarFactory) -> None:
         meter = bar(sum(entry.size for entry in manifest.files.values()), f"publishing {manifest.name} {manifest.version}")
