@@ -4,7 +4,8 @@
     waystation serve [--host 127.0.0.1] [--port 8000] [--data data]
     waystation run models/digits classify_features --args '{"features": [[0, 0, 5, ...]]}' [--data DIR]
     waystation keys [--out keys]
-    waystation bundle build models/digits [--out build/bundles] [--key keys/waystation.key]
+    waystation new NAME [--dir models]
+    waystation bundle build models/digits [--out build/bundles] [--key keys/waystation.key] [--force]
     waystation bundle publish build/bundles/digits/1.0.0 --channel stable --rollout 25 [--data data]
     waystation bundle diff build/bundles/digits/1.0.0 build/bundles/digits/1.0.1 [--json]
     waystation bundle check build/bundles/digits/1.0.1
@@ -76,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     keys.add_argument("--out", type=Path, default=Path("keys"), help="folder for NAME.key and NAME.pub (default: keys)")
     keys.add_argument("--name", default="waystation", help="file name of the pair (default: waystation)")
     keys.set_defaults(handler=_keys)
+
+    new = commands.add_parser("new", help="start a bundle source that builds and runs as it is")
+    new.add_argument("name", help="bundle name: lower-case letters, digits and '_'")
+    new.add_argument("--dir", type=Path, default=Path("."), help="folder to create NAME/ in (default: .)")
+    new.set_defaults(handler=_new)
 
     _bundle_parser(commands.add_parser("bundle", help="build, publish, compare and roll back bundles"))
     add_data_commands(commands)
@@ -233,6 +239,15 @@ async def smoke_check_bundle(bundle: Path) -> dict[str, Any]:
         return await smoke_check(app)
     finally:
         app.close()
+
+
+def _new(args: argparse.Namespace) -> None:
+    from .bundles.scaffold import new_bundle
+
+    folder = new_bundle(args.name, args.dir)
+    _say(f"created {folder}: build it with `waystation bundle build {folder}`, "
+         f"try it with `waystation run {folder} score --args '{{\"rows\": [[1, 0, 0, 0]]}}'`")
+    print(folder)
 
 
 def _bundle_rollback(args: argparse.Namespace) -> None:
