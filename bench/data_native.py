@@ -98,8 +98,8 @@ def main() -> None:
     layer_ms, raw_ms, mean_ms = timed(layer, args.runs), timed(raw, args.runs), timed(mean, args.runs)
 
     db.execute("VACUUM")
-    events_table = db.execute("SELECT SUM(pgsize) FROM dbstat WHERE name IN ('ev_bench_clicks', 'ix_bench_clicks')").fetchone()[0] \
-        if _has_dbstat(db) else None
+    pages = "SELECT SUM(pgsize) FROM dbstat WHERE name IN ('ev_bench_clicks', 'ix_bench_clicks')"
+    events_table = db.execute(pages).fetchone()[0] if _has_dbstat(db) else None
     print(f"{args.events} events added in batches of 1000: {args.events / add_s:,.0f} events/s")
     print(f"window + join + group-by: waystation {layer_ms:.2f} ms, plain sqlite3 {raw_ms:.2f} ms "
           f"(x{layer_ms / raw_ms:.2f}); {len(layer())} groups")

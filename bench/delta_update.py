@@ -153,8 +153,8 @@ def measure(server: Server, bundle: str, runs: int) -> list[dict]:
             context = browser.new_context()  # a fresh device: nothing stored
             requested: list[str] = []
             wire: list[tuple[str, int]] = []  # (url, body bytes as sent: gzip-encoded where it was)
-            context.on("request", lambda r: requested.append(r.url))
-            context.on("requestfinished", lambda r: wire.append((r.url, r.sizes()["responseBodySize"])))
+            context.on("request", lambda r, requested=requested: requested.append(r.url))
+            context.on("requestfinished", lambda r, wire=wire: wire.append((r.url, r.sizes()["responseBodySize"])))
             page = context.new_page()
             page.goto(f"{server.url}/boot.json")
             run = page.evaluate(INSTALL_AND_UPDATE, [bundle])

@@ -113,7 +113,8 @@ ADD_RATE = """async ([total, batch]) => {
     const pending = [];
     const latencies = [];
     for (let i = 0; i < total; i += batch) {
-        const events = Array.from({ length: batch }, (_, j) => ({ item_id: "i" + String((i + j) % 1000).padStart(5, "0"), position: j % 40 }));
+        const events = Array.from({ length: batch },
+                                  (_, j) => ({ item_id: "i" + String((i + j) % 1000).padStart(5, "0"), position: j % 40 }));
         const t = performance.now();
         pending.push(app.events.add("clicks", events).then(() => latencies.push(performance.now() - t)));
         await new Promise((resolve) => setTimeout(resolve, 0));   // the next batch in a later task, as a page would
@@ -124,7 +125,8 @@ ADD_RATE = """async ([total, batch]) => {
     observer.disconnect();
     latencies.sort((a, b) => a - b);
     return { events: total, batch, ms, perSecond: total / ms * 1000, longTasks: longTasks.length,
-             longestTaskMs: Math.max(0, ...longTasks), addP50Ms: latencies[latencies.length >> 1], addP95Ms: latencies[Math.floor(latencies.length * 0.95)] };
+             longestTaskMs: Math.max(0, ...longTasks), addP50Ms: latencies[latencies.length >> 1],
+             addP95Ms: latencies[Math.floor(latencies.length * 0.95)] };
 }"""
 
 SINGLE_ADDS = """async ([total, burst]) => {
@@ -158,7 +160,8 @@ def open_app(page: Page, url: str) -> dict[str, Any]:
     page.goto(url + "/bench/events.html")
     page.wait_for_selector("html[data-ready]", state="attached")
     started = time.perf_counter()
-    page.evaluate(f"(async () => {{ globalThis.app = await waystation.open({{ bundle: '{BUNDLE}', serviceWorker: false }}); }})()")
+    page.evaluate(f"(async () => {{ globalThis.app = await waystation.open({{ bundle: '{BUNDLE}', serviceWorker: false }}); }})"
+                  "()")
     return {"openMs": (time.perf_counter() - started) * 1000, **page.evaluate("({startupMs: app.info.startupMs})")}
 
 

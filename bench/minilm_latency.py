@@ -96,7 +96,8 @@ def main() -> None:
                 page.goto(server.url + "/bench/minilm.html")
                 page.wait_for_function("document.title === 'ready'")
                 results.append(page.evaluate("o => window.benchmark(o)", {
-                    "texts": SENTENCES, "tokens": pre_tokenised(SENTENCES[:batch]), "runs": args.runs, "rounds": args.rounds, "batch": batch}))
+                    "texts": SENTENCES, "tokens": pre_tokenised(SENTENCES[:batch]),
+                    "runs": args.runs, "rounds": args.rounds, "batch": batch}))
                 page.close()
             browser.close()
     finally:

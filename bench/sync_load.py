@@ -224,7 +224,7 @@ async def run_scenario(server: Server, token: str, user: str, n: int, args: argp
 
 def machine_busy_seconds() -> float:
     """CPU seconds every core of the machine has spent busy since boot: what else ran shows here."""
-    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in Path("/proc/stat").read_text().split()[1:9])
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in Path("/proc/stat").read_text().split()[1:9])
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 
@@ -53,7 +54,7 @@ class Server:
     """`waystation serve` in a child process, configured by `env` (WAYSTATION_* settings)."""
 
     # Tests register from 127.0.0.1 many times a minute: the address budget is tested on its own.
-    DEFAULT_ENV = {"WAYSTATION_LOGIN_PER_MINUTE_PER_ADDRESS": "100000"}
+    DEFAULT_ENV: ClassVar[dict[str, str]] = {"WAYSTATION_LOGIN_PER_MINUTE_PER_ADDRESS": "100000"}
 
     def __init__(self, site: Path, data: Path, open_files: tuple[int, int] | None = None, **env: str) -> None:
         self.port = free_port()

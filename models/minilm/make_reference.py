@@ -102,7 +102,8 @@ def _write(model, items: list[dict]) -> None:
         "significant_digits": SIGNIFICANT_DIGITS,
         "versions": {
             "python": platform.python_version(),
-            **{name: importlib.metadata.version(name) for name in ("torch", "sentence-transformers", "transformers", "tokenizers", "numpy")},
+            **{name: importlib.metadata.version(name)
+               for name in ("torch", "sentence-transformers", "transformers", "tokenizers", "numpy")},
         },
     }
     # One item per line: diffs of a regenerated fixture stay readable.

@@ -88,7 +88,8 @@ def encoder_model(weights: dict[str, np.ndarray], config: dict):
     _mean_pool_and_normalise(g, hidden)
 
     dims = ["batch", "sequence"]
-    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, dims) for n in ("input_ids", "attention_mask", "token_type_ids")]
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, dims) for n in names]
     outputs = [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", config["hidden_size"]])]
     graph = helper.make_graph(g.nodes, "all_minilm_l6_v2", inputs, outputs, initializer=g.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="waystation")

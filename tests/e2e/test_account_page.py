@@ -24,7 +24,7 @@ def close_code(server, user: str, token: str) -> int | None:
             return None
 
 
-def test_signing_out_on_the_page_revokes_the_token(device, server):
+def test_signing_out_on_the_page_revokes_the_token(device, server):  # noqa: F811  (device: the fixture imported above)
     account = register(server)
     _, page = device(server)
     page.fill("#user", account["user"].upper())  # names are case-insensitive

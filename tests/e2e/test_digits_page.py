@@ -98,7 +98,8 @@ def test_unknown_bundle_rejects_with_a_clear_error(digits_page):
       catch (e) { return { name: e.name, message: e.message }; }
     }""")
     assert result == {"name": "not-found", "message": 'no version of bundle "no-such-bundle" to fetch: channel "stable" has no '
-                      "release for this device and the site has no build of it (HTTP 404 for /bundles/no-such-bundle/latest.json)"}
+                      "release for this device and the site has no build of it "
+                      "(HTTP 404 for /bundles/no-such-bundle/latest.json)"}
 
 
 def test_offline_reload_still_boots_and_answers(digits_page, context, server):

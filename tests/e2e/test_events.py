@@ -7,6 +7,7 @@ GET /api/features/items as deltas. Each test has a browser context of its own (e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -200,7 +201,8 @@ def test_relay_after_an_offline_period_delivers_each_relayable_event_once(device
         const ids = [];
         for (let round = 0; round < 3; round++) {   // several bursts while offline, one of 700 (two batches)
             const size = round === 1 ? 700 : 20;
-            ids.push(...await app.events.add("clicks", Array.from({length: size}, (_, i) => ({item_id: "r02", position: i, query: "secret"}))));
+            const events = Array.from({length: size}, (_, i) => ({item_id: "r02", position: i, query: "secret"}));
+            ids.push(...await app.events.add("clicks", events));
         }
         return ids;
     }""")
@@ -262,7 +264,8 @@ def test_an_event_the_server_refuses_for_good_is_skipped_and_counted_while_the_r
 def test_events_added_without_an_account_move_into_it_at_its_first_sign_in_and_are_relayed(devices, picks_server) -> None:
     context = devices()
     page = open_picks(context, picks_server)
-    added = page.evaluate("app.events.add('clicks', Array.from({length: 12}, (_, i) => ({item_id: 'r03', position: i, query: 'q'})))")
+    added = page.evaluate("app.events.add('clicks', "
+                          "Array.from({length: 12}, (_, i) => ({item_id: 'r03', position: i, query: 'q'})))")
     assert page.get_attribute("#data", "data-state") == "signed-out"
     account = register(picks_server)
     page.evaluate("a => app.connect(a)", account)
@@ -289,10 +292,8 @@ def test_a_feature_update_reaches_an_open_page_as_a_delta_and_works_offline(devi
     def seen(response: Response) -> None:
         # The service worker's fetch and the worker's are both reported; only one of them has the body.
         if "/api/features/items" in response.url and response.ok:
-            try:
+            with contextlib.suppress(Exception):  # the body-less report raises
                 bodies.append(response.json())
-            except Exception:
-                pass
 
     context.on("response", seen)
     page = open_picks(context, server)
@@ -398,7 +399,8 @@ def test_a_killed_renderer_loses_no_event_whose_add_resolved_and_never_half_a_ba
         assert stored(page) == 50
 
         # Killed while a batch of 4,000 is being stored and written: all of it or none survives.
-        page.evaluate("""() => { void app.events.add('clicks', Array.from({length: 4000}, (_, i) => ({item_id: 'r02', position: i})));
+        page.evaluate("""() => { void app.events.add('clicks',
+                                                Array.from({length: 4000}, (_, i) => ({item_id: 'r02', position: i})));
                                return new Promise((resolve) => setTimeout(resolve, 150)); }""")
         kill_renderers(own)
         page = open_picks(context, picks_server)

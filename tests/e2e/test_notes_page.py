@@ -14,8 +14,8 @@ TEXTS = ["The meeting moved to Thursday.", "Où est la gare ?", "東京で寿司
 
 def cpython_embed(site_dir, texts, bundle_name="minilm"):
     bundle = next((site_dir / "bundles" / bundle_name).glob("*/manifest.json")).parent
-    out = subprocess.run([sys.executable, "-m", "waystation", "run", str(bundle), "embed", "--args", json.dumps({"texts": texts})],
-                         capture_output=True, text=True, check=True)
+    command = [sys.executable, "-m", "waystation", "run", str(bundle), "embed", "--args", json.dumps({"texts": texts})]
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
 

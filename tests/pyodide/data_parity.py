@@ -49,7 +49,8 @@ def load(case: dict[str, Any]) -> DeviceData:
         # Deterministic ids, so both hosts (and pandas) see the same table.
         rows = [(f"{i:032x}", *row[1:]) for i, row in enumerate(rows)]
         data.events.insert("clicks", rows)
-    items = [[r["item_id"], r["cat"], r["price"], base64.b64encode(pack_vector(r["vec"], 3, "vec")).decode()] for r in case["items"]]
+    items = [[r["item_id"], r["cat"], r["price"], base64.b64encode(pack_vector(r["vec"], 3, "vec")).decode()]
+             for r in case["items"]]
     data.features.apply({"name": "items", "version": 1, "full": True, "key": "item_id", "columns": ITEM_COLUMNS, "rows": items})
     return data
 
@@ -115,7 +116,7 @@ def generate_case(rng: random.Random) -> dict[str, Any]:
     def vec() -> list[float]:
         return [rng.randint(-8, 8) / 4 for _ in range(3)]
 
-    events = [{"item_id": rng.choice(ITEMS + ["zz"]), "user": rng.choice(USERS), "dwell": rng.randint(-5, 50),
+    events = [{"item_id": rng.choice([*ITEMS, "zz"]), "user": rng.choice(USERS), "dwell": rng.randint(-5, 50),
                "score": rng.randint(-20, 20) / 8, "liked": rng.random() < 0.5, "emb": vec(),
                "ts": BASE_TS + rng.randint(0, 600)} for _ in range(rng.randint(0, 40))]
     items = [{"item_id": i, "cat": rng.choice(CATS), "price": rng.randint(0, 40) / 4, "vec": vec()}
@@ -170,5 +171,6 @@ def generate_case(rng: random.Random) -> dict[str, Any]:
         return {"events": events, "items": items, "query": steps, "read": ["mean", column]}
     if shape == "tensor":
         steps.append(["sort", ["ts", "id"], False])
-        return {"events": events, "items": items, "query": steps, "read": ["tensor", rng.choice(["emb", "vec"] if joined else ["emb"])]}
+        read = ["tensor", rng.choice(["emb", "vec"] if joined else ["emb"])]
+        return {"events": events, "items": items, "query": steps, "read": read}
     return {"events": events, "items": items, "query": steps, "read": ["count"]}

@@ -74,5 +74,6 @@ def test_only_the_first_sign_in_moves_events(tmp_path: Path) -> None:
     device.data.backend.close()
     account = str(NativeDataBackend(tmp_path / "user").path)
     assert not needs_device(account)
-    assert json.loads(adopt(account, str(NativeDataBackend(tmp_path / "device").path), lambda _w: None)) == {"moved": 0, "finished": False}
+    device = str(NativeDataBackend(tmp_path / "device").path)
+    assert json.loads(adopt(account, device, lambda _w: None)) == {"moved": 0, "finished": False}
     assert open_app(bundle, tmp_path / "user").data.event_query("clicks").count() == 1

@@ -95,7 +95,8 @@ def test_tampered_file_is_refused(bundle, tmp_path):
 def test_cli_run_prints_the_same_json(bundle, app):
     features = [call(app, "samples")[0]["pixels"]]
     out = subprocess.run(
-        [sys.executable, "-m", "waystation", "run", str(bundle), "classify_features", "--args", json.dumps({"features": features})],
+        [sys.executable, "-m", "waystation", "run", str(bundle), "classify_features",
+         "--args", json.dumps({"features": features})],
         capture_output=True, text=True, check=True,
     )
     assert json.loads(out.stdout) == call(app, "classify_features", {"features": features})

@@ -29,7 +29,8 @@ def test_added_events_are_read_back_and_survive_reopening(tmp_path: Path) -> Non
     ids = add(app, "clicks", [{"item_id": "a", "score": 0.5, "liked": True, "emb": [1, 2, 3, 4]}, {"item_id": "b"}])
     assert len(ids) == 2 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids) and ids[0] != ids[1]
     rows = app.data.event_query("clicks").sort("item_id").rows()
-    assert [(r["id"], r["item_id"], r["liked"], r["emb"]) for r in rows] == [(ids[0], "a", True, [1, 2, 3, 4]), (ids[1], "b", None, None)]
+    expected = [(ids[0], "a", True, [1, 2, 3, 4]), (ids[1], "b", None, None)]
+    assert [(r["id"], r["item_id"], r["liked"], r["emb"]) for r in rows] == expected
     assert abs(rows[0]["ts"] - time.time()) < 60
 
     reopened = asyncio.run(App.open(app.files._root, data=NativeDataBackend(tmp_path / "device")))
@@ -46,7 +47,9 @@ def test_added_events_are_read_back_and_survive_reopening(tmp_path: Path) -> Non
     ({"item_id": "a", "colour": "red"}, "colour", "not declared"),
     ({"dwell_ms": 3}, "item_id", "a value is required"),
 ])
-def test_a_schema_violation_names_table_and_field_and_stores_nothing(tmp_path: Path, event: dict, field: str, problem: str) -> None:
+def test_a_schema_violation_names_table_and_field_and_stores_nothing(
+    tmp_path: Path, event: dict, field: str, problem: str,
+) -> None:
     app = open_app(tmp_path)
     with pytest.raises(DataError) as error:
         add(app, "views" if field == "colour" else "clicks", [{"item_id": "ok"}, event])
@@ -112,7 +115,8 @@ def test_hooks_validate_enrich_and_drop(tmp_path: Path) -> None:
     assert ids[1] is None and ids[0] and ids[2]
     assert app.data.event_query("clicks").sort("item_id").select("item_id", "dwell_ms").rows() == [
         {"item_id": "a", "dwell_ms": 0}, {"item_id": "b", "dwell_ms": 7}]
-    with pytest.raises(DataError, match=r"event table 'clicks', row 1: refused by hook check_click: ValueError: refused on purpose"):
+    refused = r"event table 'clicks', row 1: refused by hook check_click: ValueError: refused on purpose"
+    with pytest.raises(DataError, match=refused):
         add(app, "clicks", [{"item_id": "c"}, {"item_id": "refuse-me"}])
     assert app.data.event_query("clicks").count() == 2  # the batch is all or nothing
 

@@ -55,7 +55,8 @@ def test_a_new_version_stores_only_what_changed(tmp_path: Path) -> None:
     store = FeatureStore(tmp_path)
     first = store.publish("items", write_jsonl(tmp_path / "v1.jsonl", items(100)), "item_id")
     assert first == {"name": "items", "version": 1, "added": 100, "changed": 0, "deleted": 0, "unchanged": 0}
-    rows = items(100, changed={5: "Five", 6: "Six"})[:-1] + [{"item_id": "new", "title": "New", "price": 1.0, "embedding": [0, 0, 0, 0]}]
+    new = {"item_id": "new", "title": "New", "price": 1.0, "embedding": [0, 0, 0, 0]}
+    rows = [*items(100, changed={5: "Five", 6: "Six"})[:-1], new]
     second = store.publish("items", write_jsonl(tmp_path / "v2.jsonl", rows), "item_id")
     assert second == {"name": "items", "version": 2, "added": 1, "changed": 2, "deleted": 1, "unchanged": 97}
     assert store.publish("items", tmp_path / "v2.jsonl", "item_id")["version"] == 2  # nothing changed: no new version
@@ -73,7 +74,8 @@ def test_csv_with_vector_cells_and_bad_files(tmp_path: Path) -> None:
     csv_file = tmp_path / "items.csv"
     csv_file.write_text('item_id,title,n,embedding\na,"Soup, hot",3,"[1, 2.5]"\nb,Bread,4,"[0, -1]"\n')
     assert store.publish("menu", csv_file, "item_id")["added"] == 2
-    assert store.delta("menu", None)["columns"] == [["item_id", "str"], ["title", "str"], ["n", "int"], ["embedding", "vector[2]"]]
+    columns = [["item_id", "str"], ["title", "str"], ["n", "int"], ["embedding", "vector[2]"]]
+    assert store.delta("menu", None)["columns"] == columns
     with pytest.raises(DataError, match=r"no key column 'id'; its columns are \['item_id', 'title', 'n', 'embedding'\]"):
         store.publish("menu", csv_file, "id")
     (tmp_path / "dup.jsonl").write_text('{"item_id": "a"}\n{"item_id": "a"}\n')
@@ -168,7 +170,8 @@ def test_many_devices_fetching_the_whole_table_at_once_cost_one_answer(server: S
     statuses: list[int] = []
 
     def fetch() -> None:
-        statuses.append(httpx.get(f"{server.url}/api/features/crowd", headers={"Accept-Encoding": "gzip"}, timeout=60).status_code)
+        response = httpx.get(f"{server.url}/api/features/crowd", headers={"Accept-Encoding": "gzip"}, timeout=60)
+        statuses.append(response.status_code)
 
     threads = [threading.Thread(target=fetch) for _ in range(30)]
     worst = worst_health_check_while(server.url, threads)

@@ -119,7 +119,8 @@ def test_a_model_may_declare_its_smoke_check_sample():
     manifest = Manifest.from_dict(data)
     assert manifest.models["m"].sample == SAMPLE
     assert manifest.to_dict() == data
-    assert Manifest.from_dict(GOOD).models["m"].sample is None and "sample" not in Manifest.from_dict(GOOD).to_dict()["models"]["m"]
+    manifest = Manifest.from_dict(GOOD)
+    assert manifest.models["m"].sample is None and "sample" not in manifest.to_dict()["models"]["m"]
 
 
 @pytest.mark.parametrize(

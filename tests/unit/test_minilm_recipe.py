@@ -125,7 +125,8 @@ def test_padding_does_not_change_an_embedding(sessions, tokenizer):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_graph_signature(variant, sessions):
     inputs = {i.name: (i.type, i.shape) for i in sessions[variant].get_inputs()}
-    assert inputs == {name: ("tensor(int64)", ["batch", "sequence"]) for name in ("input_ids", "attention_mask", "token_type_ids")}
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    assert inputs == {name: ("tensor(int64)", ["batch", "sequence"]) for name in names}
     [output] = sessions[variant].get_outputs()
     assert (output.name, output.type, output.shape) == ("sentence_embedding", "tensor(float)", ["batch", 384])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 import random
 import sys
 from pathlib import Path
@@ -21,6 +22,10 @@ from data_parity import generate_case, load, run_case
 
 _AGG = {"count": "count", "sum": "sum", "mean": "mean", "min": "min", "max": "max"}
 _EVENT_COLUMNS = ["id", "ts", "item_id", "user", "dwell", "score", "liked", "emb"]
+PANDAS_OPS = {
+    "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "in": lambda series, value: series.isin(value), "not in": lambda series, value: ~series.isin(value),
+}
 
 
 def reference(case: dict[str, Any]) -> Any:
@@ -37,10 +42,7 @@ def reference(case: dict[str, Any]) -> Any:
         elif kind == "where":
             column, op, value = args
             series = df[column]
-            mask = {"==": lambda: series == value, "!=": lambda: series != value, "<": lambda: series < value,
-                    "<=": lambda: series <= value, ">": lambda: series > value, ">=": lambda: series >= value,
-                    "in": lambda: series.isin(value), "not in": lambda: ~series.isin(value)}[op]()
-            df = df[mask]
+            df = df[PANDAS_OPS[op](series, value)]
         elif kind == "join":
             df = df.merge(items, on=args[0], how="inner")
         elif kind == "select":
@@ -118,7 +120,8 @@ def test_queries_are_immutable() -> None:
 
 
 @pytest.mark.parametrize(("build_query", "message"), [
-    (lambda q, f: q.select("price"), "has no column 'price'; it has ['id', 'ts', 'item_id', 'user', 'dwell', 'score', 'liked', 'emb']"),
+    (lambda q, f: q.select("price"),
+     "has no column 'price'; it has ['id', 'ts', 'item_id', 'user', 'dwell', 'score', 'liked', 'emb']"),
     (lambda q, f: q.sort("emb"), "cannot sort by vector column 'emb'"),
     (lambda q, f: q.where("emb", "==", [1, 2, 3]), "cannot filter on vector column 'emb'"),
     (lambda q, f: q.where("user", "like", 3), "'like' needs a str column and a str pattern"),

@@ -106,7 +106,8 @@ def test_rollback_returns_devices_to_the_previous_release(registry, built):
     withdrawn, current = registry.rollback("demo", "stable")
     assert (str(withdrawn), str(current)) == ("demo 1.0.1 on stable at 100%", "demo 1.0.0 on stable at 100%")
     assert set(versions(registry).values()) == {"1.0.0"}
-    with pytest.raises(BundleError, match=re.escape("channel 'stable' of 'demo' has only 1.0.0: there is nothing to roll back to")):
+    nothing = "channel 'stable' of 'demo' has only 1.0.0: there is nothing to roll back to"
+    with pytest.raises(BundleError, match=re.escape(nothing)):
         registry.rollback("demo", "stable")
     registry.publish(built["1.0.1"], "stable", 100)  # a withdrawn version can be released again
     assert set(versions(registry).values()) == {"1.0.1"}

@@ -79,7 +79,8 @@ def test_list_operations(doc: StateDoc) -> None:
     items.insert(100, "end")
     items.insert(-100, "start")
     assert items.to_list() == ["start", 0, "after 0", 1, 2, 3, 4, "before 5", 5, "end"]
-    assert (items[0], items[-1], items[2:4], items[-3:], items[::4]) == ("start", "end", ["after 0", 1], ["before 5", 5, "end"], ["start", 2, 5])
+    assert (items[0], items[-1], items[2:4], items[-3:], items[::4]) == (
+        "start", "end", ["after 0", 1], ["before 5", 5, "end"], ["start", 2, 5])
     assert len(items) == 10 and "end" in items and items.index(3) == 5 and items.count(3) == 1
     items[0] = "START"
     items[-1] = "END"
@@ -330,7 +331,9 @@ def test_a_replica_passes_on_updates_it_holds_pending(backend: NativeStateBacken
 
 # --- convergence, by hypothesis ---
 
-value = st.one_of(st.none(), st.booleans(), st.integers(-99, 99), st.text("ab😀", max_size=3), st.lists(st.integers(0, 9), max_size=2))
+value = st.one_of(
+    st.none(), st.booleans(), st.integers(-99, 99), st.text("ab😀", max_size=3), st.lists(st.integers(0, 9), max_size=2),
+)
 op = st.one_of(
     st.tuples(st.just("set"), st.sampled_from("kl"), value),
     st.tuples(st.just("delete_key"), st.sampled_from("kl")),

@@ -59,14 +59,14 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_edit(site: Path, tmp_pa
     acknowledged: list[int] = []
     for round in range(4):
 
-        async def session() -> None:
+        async def session(server: Server, round: int) -> None:
             writer = asyncio.create_task(stream(server, room, token, round * 100_000, acknowledged, rng.choice([1, 5, 20])))
             await asyncio.sleep(rng.uniform(0.3, 1.2))
             kill(server)  # no shutdown, no flush: only what was committed survives
             await asyncio.wait_for(writer, 10)
 
         before = len(acknowledged)
-        asyncio.run(session())
+        asyncio.run(session(server, round))
         assert len(acknowledged) > before  # the kill came while edits were being acknowledged
         server = Server(site, data, **ENV).start()
         kept = asyncio.run(contents(server, room, token))

@@ -321,10 +321,10 @@ def test_client_killed_while_its_room_sends_to_it_affects_nobody_else(fast_serve
             await victim.synced()
             victim.reader.cancel()
             for i in range(40):  # 8 MB broadcast to a reader that has stopped: more than socket buffers hold
-                await a.edit(lambda c, i=i: c.text.insert(0, f"{round}.{i}" + "y" * 200_000))
+                await a.edit(lambda c, i=i, round=round: c.text.insert(0, f"{round}.{i}" + "y" * 200_000))
             await kill(victim)
             for i in range(40, 80):
-                await a.edit(lambda c, i=i: c.text.insert(0, f"{round}.{i};"))
+                await a.edit(lambda c, i=i, round=round: c.text.insert(0, f"{round}.{i};"))
             await until(lambda: a.content() == b.content())
             await assert_still_syncing(a, b, round)
         other, other_token = register(server)

@@ -99,8 +99,8 @@ edits = st.one_of(
     st.tuples(st.just("array insert"), where, st.lists(values, min_size=1, max_size=4)),
     st.tuples(st.just("array delete"), where, st.integers(1, 5)),
     st.tuples(st.just("nested edit"), st.text(max_size=4), values),
-    st.tuples(st.just("xml element"), st.sampled_from(["p", "h1", "li"]), st.dictionaries(st.text(max_size=4), st.text(max_size=8), max_size=2),
-              ascii_text),
+    st.tuples(st.just("xml element"), st.sampled_from(["p", "h1", "li"]),
+              st.dictionaries(st.text(max_size=4), st.text(max_size=8), max_size=2), ascii_text),
     st.tuples(st.just("xml format"), where, st.integers(1, 5), attributes),
     st.tuples(st.just("xml delete"), where),
 )
@@ -161,7 +161,9 @@ def _nested_edit(map_: Map[Any], key: str, value: object) -> None:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 1), edits), min_size=1, max_size=25))
-def test_every_update_pycrdt_writes_is_accepted_and_nothing_else(yjs: YjsCounter, steps: list[tuple[int, tuple[Any, ...]]]) -> None:
+def test_every_update_pycrdt_writes_is_accepted_and_nothing_else(
+    yjs: YjsCounter, steps: list[tuple[int, tuple[Any, ...]]],
+) -> None:
     replicas: list[Doc[Any]] = [Doc(), Doc()]
     incremental: list[bytes] = []
     for replica, edit in steps:
@@ -241,7 +243,8 @@ MALFORMED = {
                                                    r"subdocument options at byte 15 are not an object"),
     "number beyond 2**53": (update(b"\x01" + ROOT_MAP + b"\xff" * 7 + b"\x10"), r"number at byte 10 is too large"),
     "values nested too deep": (update(any_item(nested_array(MAX_DEPTH))), f"values nested deeper than {MAX_DEPTH}"),
-    "binary longer than the update": (update(b"\x03" + ROOT_MAP + b"\x05ab"), r"update ends 2 bytes short of a 5-byte field at byte 11"),
+    "binary longer than the update": (update(b"\x03" + ROOT_MAP + b"\x05ab"),
+                                      r"update ends 2 bytes short of a 5-byte field at byte 11"),
     "no delete set": (update(b"\x01" + ROOT_MAP + b"\x01", delete_set=b""), r"update ends inside its encoding"),
     "junk after the delete set": (b"\x00\x00" + bytes(1 << 20), r"update has 1048576 bytes after its delete set"),
 }

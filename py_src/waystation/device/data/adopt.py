@@ -98,7 +98,9 @@ def adopt(account: str, device: str, flush: Callable[[str], Any]) -> str:
 def _copy(db: sqlite3.Connection) -> int:
     """Step 1, in one transaction of the account's database; how many events it copied."""
     tables = db.execute(_EVENT_TABLES.format(db="dev")).fetchall()
-    indexes = db.execute(r"SELECT sql FROM dev.sqlite_master WHERE type = 'index' AND name LIKE 'ix\_%' ESCAPE '\' AND sql IS NOT NULL").fetchall()
+    indexes = db.execute(
+        r"SELECT sql FROM dev.sqlite_master WHERE type = 'index' AND name LIKE 'ix\_%' ESCAPE '\' AND sql IS NOT NULL"
+    ).fetchall()
     relay = _has_table(db, "dev", "_ws_relay")
     moved = 0
     with transaction(db):

@@ -93,13 +93,17 @@ class DeviceData:
         kept, slots = [], []
         for index, event in enumerate(batch):
             if not isinstance(event, dict):
-                raise DataError(f"event table {name!r}, row {index}: an event must be an object of fields, got {type(event).__name__}")
+                raise DataError(
+                    f"event table {name!r}, row {index}: an event must be an object of fields, got {type(event).__name__}"
+                )
             try:
                 out = await _maybe_await(hook(ctx, dict(event)))
             except DataError:
                 raise
             except Exception as exc:
-                raise DataError(f"event table {name!r}, row {index}: refused by hook {hook.__name__}: {type(exc).__name__}: {exc}") from exc
+                raise DataError(
+                    f"event table {name!r}, row {index}: refused by hook {hook.__name__}: {type(exc).__name__}: {exc}"
+                ) from exc
             if out is not None:
                 kept.append(out)
                 slots.append(index)
@@ -116,7 +120,9 @@ def _batch(name: str, rows: Any) -> list[Any]:
         return [rows]
     if isinstance(rows, (list, tuple)):
         return list(rows)
-    raise DataError(f"event table {name!r}: add() takes an event (an object of fields) or a list of them, not {type(rows).__name__}")
+    raise DataError(
+        f"event table {name!r}: add() takes an event (an object of fields) or a list of them, not {type(rows).__name__}"
+    )
 
 
 async def _maybe_await(value: Any) -> Any:

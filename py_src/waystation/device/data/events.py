@@ -186,7 +186,8 @@ class EventStore:
         """Create the table, or add the fields a newer bundle version declared (older rows have NULL there)."""
         sql = self._sql(table.name)
         fields = ", ".join(f'"{c.name}" {c.sql_type}' for c in table.fields.values())
-        db.execute(f"CREATE TABLE IF NOT EXISTS {sql} (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, ts REAL NOT NULL, {fields})")
+        columns = f"seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, ts REAL NOT NULL, {fields}"
+        db.execute(f"CREATE TABLE IF NOT EXISTS {sql} ({columns})")
         index = sql_table("ix", self.bundle, table.name)
         db.execute(f"CREATE INDEX IF NOT EXISTS {index} ON {sql} (ts)")
         have = {row[1] for row in db.execute(f"PRAGMA table_info({sql})")}

@@ -46,7 +46,10 @@ def find_hooks(module: types.ModuleType, tables: dict[str, EventTable]) -> dict[
         if table is None:
             continue
         if table not in tables:
-            raise WorkflowError(f"@event_hook({table!r}) on {obj.__name__}: the bundle declares no event table {table!r}; it declares {sorted(tables)}")
+            raise WorkflowError(
+                f"@event_hook({table!r}) on {obj.__name__}: the bundle declares no event table {table!r}; "
+                f"it declares {sorted(tables)}"
+            )
         if table in hooks:
             raise WorkflowError(f"event table {table!r} has two hooks: {hooks[table].__name__} and {obj.__name__}")
         hooks[table] = obj

@@ -127,7 +127,9 @@ class Query:
         conditions: list[tuple[str, str, Any]] = []
         if column is not None:
             if op is None:
-                raise DataError(f"{self._label}: where({column!r}, ...) needs an operator and a value, or use where({column}=value)")
+                raise DataError(
+                    f"{self._label}: where({column!r}, ...) needs an operator and a value, or use where({column}=value)"
+                )
             conditions.append((column, op, value))
         conditions.extend((name, "==", v) for name, v in equals.items())
         if not conditions:
@@ -137,7 +139,8 @@ class Query:
         return self._with(replace(level, where=level.where + checked))
 
     def since(
-        self, when: float | dt.datetime | None = None, *, days: float = 0, hours: float = 0, minutes: float = 0, seconds: float = 0
+        self, when: float | dt.datetime | None = None, *,
+        days: float = 0, hours: float = 0, minutes: float = 0, seconds: float = 0,
     ) -> Query:
         """Rows whose `ts` is at or after `when` (epoch seconds or a datetime), or within the last days/hours/minutes/seconds."""
         if when is None:
@@ -183,13 +186,18 @@ class Query:
             raise DataError(f"{self._label}: join() needs another query, e.g. ctx.features('items')")
         mine, theirs = self._column(on), other._column(on)
         if mine.kind != theirs.kind or mine.kind == "vector":
-            raise DataError(f"{self._label}: cannot join on {on!r}: it is {mine.type_text} here and {theirs.type_text} in {other._label}")
+            raise DataError(
+                f"{self._label}: cannot join on {on!r}: it is {mine.type_text} here and {theirs.type_text} in {other._label}"
+            )
         names = set(self.column_names)
         clash = [c for c in other.column_names if c != on and c in names]
         if clash:
-            raise DataError(f"{self._label}: both sides of the join have columns {clash}; select() the ones you need from one side first")
+            raise DataError(
+                f"{self._label}: both sides of the join have columns {clash}; select() the ones you need from one side first"
+            )
         columns = self._level.output() + tuple(c for c in other._level.output() if c.name != on)
-        return Query(self._connect, _Level(_Join(self._level, other._level, on), columns), f"{self._label} joined with {other._label}")
+        label = f"{self._label} joined with {other._label}"
+        return Query(self._connect, _Level(_Join(self._level, other._level, on), columns), label)
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -308,7 +316,9 @@ class Query:
         sql, params = self.sql()
         rows = self._run(f'SELECT "{column}" FROM ({sql})', params)
         if any(b is None for (b,) in rows):
-            raise DataError(f"{self._label}: vector column {column!r} has missing values; filter them out with where({column!r}, '!=', None)")
+            raise DataError(
+                f"{self._label}: vector column {column!r} has missing values; filter them out with where({column!r}, '!=', None)"
+            )
         return rows
 
     def _execute(self) -> list[tuple[Any, ...]]:

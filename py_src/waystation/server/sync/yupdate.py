@@ -102,7 +102,7 @@ def _struct_groups(data: bytes) -> tuple[int, int]:
             info = data[pos]
             pos += 1
             kind = info & _CONTENT
-            if kind == _GC or kind == _SKIP:
+            if kind in (_GC, _SKIP):
                 if info != kind:
                     raise ProtocolError(f"{'GC' if kind == _GC else 'Skip'} struct with flags {info:#04x} at byte {at}")
                 pos = pos + 1 if data[pos] < 0x80 else _skip_uint(data, pos)  # length
