@@ -8,13 +8,14 @@ import { bundleRoute } from "./sw/bundle-route.js";
 import { handleMessage } from "./sw/messages.js";
 
 // Replaced at build time by `waystation build` with [{url, revision}, ...] for the app shell.
+// @ts-expect-error: not a property, a placeholder `waystation build` replaces with the list
 const PRECACHE_ENTRIES = self.__WAYSTATION_PRECACHE;
 const SHELL_CACHE = "waystation-shell-v1";
 // Bundles were cached by URL before they moved to IndexedDB: that cache goes on activate.
 const STALE_CACHES = ["waystation-bundles-v1"];
 
 const precache = new Precache(PRECACHE_ENTRIES, SHELL_CACHE);
-const scope = new URL(self.registration.scope);
+const scope = new URL(/** @type {ServiceWorkerGlobalScope} */ (/** @type {unknown} */ (self)).registration.scope);
 
 /** @type {Promise<BundleStore> | null} */
 let storeReady = null;
@@ -49,12 +50,12 @@ async function services() {
 }
 
 self.addEventListener("install", (/** @type {any} */ event) => {
-  event.waitUntil(precache.install().then(() => self.skipWaiting()));
+  event.waitUntil(precache.install().then(() => /** @type {ServiceWorkerGlobalScope} */ (/** @type {unknown} */ (self)).skipWaiting()));
 });
 
 self.addEventListener("activate", (/** @type {any} */ event) => {
   const stale = Promise.all(STALE_CACHES.map((name) => caches.delete(name)));
-  event.waitUntil(Promise.all([precache.activate(), stale]).then(() => self.clients.claim()));
+  event.waitUntil(Promise.all([precache.activate(), stale]).then(() => /** @type {ServiceWorkerGlobalScope} */ (/** @type {unknown} */ (self)).clients.claim()));
 });
 
 self.addEventListener("message", (/** @type {any} */ event) => {

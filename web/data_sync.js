@@ -40,7 +40,7 @@ const FEATURES_EVERY_MS = 60_000;
  * @typedef {"off" | "idle" | "sending" | "offline" | "signed-out" | "unauthorized" | "retrying" | "unpublished"} RelayState
  * @typedef {{events: object[], seqs: number[], upto: Record<string, number>}} Batch what relay_batch gives
  * @typedef {{status: number, error: string, table: string, id: string, at: number}} Refusal an event skipped
- * @typedef {{ok: true} | {ok: false, refused: number, error: string}} Sent refused: a 400/413 (else relay stopped or will retry)
+ * @typedef {{ok: boolean, refused?: number, error?: string}} Sent refused: a 400/413 (else relay stopped or will retry)
  */
 
 class DataSync {

@@ -144,6 +144,7 @@ class DeviceState {
     await this.load();
     const previous = this._owner;
     const adopt = previous === null && owner !== null && !(await hasStored(owner));
+    /** @type {[string, Uint8Array][]} */
     const moving = adopt ? [...this._docs].map(([name, { doc }]) => [name, this._crdt.Y.encodeStateAsUpdate(doc)]) : [];
     for (const [name, update] of moving) await appendUpdate(databaseName(owner, name), update);
     const before = [...this._docs.keys()];

@@ -24,6 +24,7 @@ from .bundles.pypi_assets import fetch_wheel
 from .bundles.signing import dev_key, load_private_key, trusted_key_entry
 from .bundles.source import BundleSource
 from .pyodide_snapshot import make_snapshot
+from .site_types import write_declarations
 
 __all__ = ["SHELL_EXCLUDE", "build_site", "find_project_root", "write_precache"]
 
@@ -58,6 +59,7 @@ def build_site(
     staging.mkdir(parents=True)
 
     _copy_tree(root / config["web"]["from"], staging)
+    write_declarations(root, root / config["web"]["from"], staging)  # waystation.d.ts, widget.d.ts, ...
     pyodide_version = _copy_pyodide(root, config["pyodide"], staging, progress)
     _copy_files(root / config["ort"]["from"], config["ort"]["files"], staging / config["ort"]["to"])
     _copy_vendor(root, config.get("vendor", []), staging)

@@ -41,6 +41,6 @@ function bundleRoute(path, store) {
 
 /** @param {BodyInit} body @param {string} extension */
 function reply(body, extension) {
-  const type = TYPES[/** @type {keyof TYPES} */ (extension)] ?? "application/octet-stream";
+  const type = TYPES[/** @type {keyof typeof TYPES} */ (extension)] ?? "application/octet-stream";
   return new Response(body, { headers: { "Content-Type": type, "Cache-Control": "no-store", "X-Waystation-Source": "indexeddb" } });
 }

@@ -17,7 +17,7 @@ class Precache {
     /** @type {Map<string, string>} absolute URL -> cache key */
     this.keys = new Map();
     for (const { url, revision } of entries) {
-      const absolute = new URL(url, self.registration.scope);
+      const absolute = new URL(url, /** @type {ServiceWorkerGlobalScope} */ (/** @type {unknown} */ (self)).registration.scope);
       const key = new URL(absolute);
       key.searchParams.set(REVISION_PARAM, revision);
       this.keys.set(absolute.href, key.href);
