@@ -169,6 +169,7 @@ function setUpPad() {
   ctx.lineWidth = 22; // with THICKEN in the workflow, close to the data set's pen (measured)
   ctx.lineCap = ctx.lineJoin = "round";
   let drawing = false;
+  /** @returns {[number, number]} */
   const point = (/** @type {PointerEvent} */ e) => {
     const r = pad.getBoundingClientRect();
     return [((e.clientX - r.left) * pad.width) / r.width, ((e.clientY - r.top) * pad.height) / r.height];

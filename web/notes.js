@@ -51,7 +51,7 @@ function saveAccount(/** @type {any} */ account) {
 }
 
 function showSync(/** @type {any} */ status) {
-  $("sync").textContent = SYNC_TEXT[/** @type {keyof SYNC_TEXT} */ (status.state)](status);
+  $("sync").textContent = SYNC_TEXT[/** @type {keyof typeof SYNC_TEXT} */ (status.state)](status);
   $("sync").dataset.state = status.state;
   // A refused token will not work next time either: forget it and ask to sign in again.
   if (status.state === "unauthorized") localStorage.removeItem(ACCOUNT);

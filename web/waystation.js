@@ -25,7 +25,7 @@
 
 import { DataClient } from "./events.js";
 
-export { changePassword, login, logout, logoutAll, open, register, registerServiceWorker, renew, WaystationError };
+export { App, changePassword, login, logout, logoutAll, open, register, registerServiceWorker, renew, WaystationError };
 
 /** An error raised by a workflow function or by Waystation itself, carried to the page. */
 class WaystationError extends Error {

@@ -132,7 +132,7 @@ async function fetchOk(/** @type {URL} */ url, /** @type {string} */ what) {
 }
 
 async function sha256Hex(/** @type {Uint8Array} */ bytes) {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", /** @type {Uint8Array<ArrayBuffer>} */ (bytes)));
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 

@@ -1,6 +1,6 @@
 """The `waystation` command.
 
-    waystation build [--out dist] [--key KEY]
+    waystation build [--out dist] [--key KEY] [--runtime-only]
     waystation serve [--host 127.0.0.1] [--port 8000] [--data data]
     waystation run models/digits classify_features --args '{"features": [[0, 0, 5, ...]]}' [--data DIR]
     waystation keys [--out keys]
@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--out", type=Path, default=Path("dist"), help="output folder (default: dist)")
     build.add_argument("--project", type=Path, default=None, help="project root (default: found from cwd)")
     build.add_argument("--key", type=Path, default=None, help="private key signing the bundles (default: a dev key)")
+    build.add_argument("--runtime-only", action="store_true",
+                       help="only Waystation's runtime and bundles, for another app's static folder (docs/embedding.md)")
     build.set_defaults(handler=_build)
 
     serve = commands.add_parser("serve", help="serve the site and the APIs (builds first if needed)")
@@ -131,6 +133,11 @@ def _build(args: argparse.Namespace) -> None:
     from .site import build_site, find_project_root
 
     root = args.project or find_project_root()
+    if args.runtime_only:
+        from .runtime_export import build_runtime
+
+        build_runtime(root, args.out.resolve(), progress=_say, key=args.key, bar=_bar)
+        return
     build_site(root, args.out.resolve(), progress=_say, key=args.key, bar=_bar)
 
 
