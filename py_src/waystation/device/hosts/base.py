@@ -39,3 +39,11 @@ class Host(Protocol):
     name: str
 
     async def load_model(self, model: bytes | memoryview, *, label: str) -> HostSession: ...
+
+    async def preloaded_model(self, path: str, *, label: str) -> HostSession | None:
+        """A session the host already started for the model file at `path`, or None.
+
+        The browser's worker starts sessions from the verified bytes while Python boots, so the
+        model never passes through Python; the native host has none.
+        """
+        ...

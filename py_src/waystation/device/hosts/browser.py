@@ -4,6 +4,11 @@ The worker (web/worker.js) registers `makeOrtHost(ort)` from web/ort_host.js as 
 module `_waystation_ort` before it imports Waystation; this is the only Python module that
 touches it. Every tensor crosses the boundary with exactly one copy: `to_js` builds the typed
 array ORT reads, and `to_memoryview()` copies ORT's output back into Python memory.
+
+Where the browser has JS Promise Integration (JSPI) and the call entered Python through
+`callPromising`, a model run blocks on ORT's promise with `run_sync` instead of awaiting it:
+the coroutine then never suspends, so the worker's call finishes without a single trip through
+the event loop (see `_bridge.call`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,13 @@ def _js() -> tuple[Any, Any, Any, Any]:
     from pyodide.ffi import JsException, to_js  # type: ignore[import-not-found]
 
     return js, _waystation_ort, to_js, JsException
+
+
+def _blocking() -> Any:
+    """`run_sync` when this call may block on a promise (JSPI), else None."""
+    from pyodide.ffi import can_run_sync, run_sync  # type: ignore[import-not-found]
+
+    return run_sync if can_run_sync() else None
 
 
 def _info(meta: Any) -> TensorInfo:
@@ -49,7 +61,9 @@ class BrowserSession:
         # One to_js for every feed (one copy of each buffer), one await: see web/ort_host.js.
         rows = self._to_js([[name, t.dtype, t.data, t.shape] for name, t in feeds.items()])
         try:
-            results = await self._ort.run(self._session, rows, self._to_js(output_names))
+            pending = self._ort.run(self._session, rows, self._to_js(output_names))
+            block = _blocking()
+            results = block(pending) if block is not None else await pending
         except self._JsException as exc:
             raise ModelError(f"model {self._label!r} failed to run: {exc.message}") from None
         out: dict[str, Tensor] = {}
@@ -65,6 +79,18 @@ class BrowserSession:
 
 class BrowserHost:
     name = "browser"
+
+    async def preloaded_model(self, path: str, *, label: str) -> BrowserSession | None:
+        """The session the worker started from the model's verified bytes, or None."""
+        _, ort, _, JsException = _js()
+        pending = ort.takeSession(path)
+        if pending is None:
+            return None
+        try:
+            session = await pending
+        except JsException as exc:
+            raise ModelError(f"model {label!r} failed to load: {exc.message}") from None
+        return BrowserSession(session, label)
 
     async def load_model(self, model: bytes | memoryview, *, label: str) -> BrowserSession:
         js, ort, to_js, JsException = _js()

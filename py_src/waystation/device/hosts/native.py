@@ -57,6 +57,9 @@ class NativeHost:
     def __init__(self, threads: int | None = None) -> None:
         self._threads = threads
 
+    async def preloaded_model(self, path: str, *, label: str) -> NativeSession | None:
+        return None
+
     async def load_model(self, model: bytes | memoryview, *, label: str) -> NativeSession:
         import onnxruntime as ort
 
