@@ -19,7 +19,7 @@ from typing import Any
 from .bundles._progress import BarFactory, no_bar
 from .site import Progress, build_site, write_precache
 
-__all__ = ["RUNTIME_ENTRIES", "build_runtime", "runtime_modules"]
+__all__ = ["RUNTIME_ENTRIES", "build_runtime", "keep_runtime", "runtime_modules"]
 
 # The page's modules an app uses, and the worker waystation.js starts by URL (not an import).
 RUNTIME_ENTRIES = ("waystation.js", "widget.js", "worker.js")
@@ -51,26 +51,32 @@ def runtime_modules(web: Path, entries: tuple[str, ...] = RUNTIME_ENTRIES) -> se
 def build_runtime(
     root: Path, out: Path, progress: Progress = print, *, key: Path | None = None, bar: BarFactory = no_bar
 ) -> dict[str, Any]:
-    """Build the site, then keep only the runtime in `out` (replaced); return the boot facts.
-
-    The service worker's precache list is written again for the files kept, so that it never
-    asks for a demo page the app does not have.
-    """
+    """Build the site, then keep only the runtime in `out` (replaced); return the boot facts."""
     staging = out.with_name(out.name + ".runtime")
     boot = build_site(root, staging, progress, key=key, bar=bar)
-    web = root / tomllib.loads((root / "build" / "site.toml").read_text())["web"]["from"]
-    kept = runtime_modules(web)
-    kept |= {name.removesuffix(".js") + ".d.ts" for name in kept}
-    dropped = sorted(p.name for p in web.iterdir() if p.name not in kept and (staging / p.name).exists())
-    for name in dropped:
-        target = staging / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
-    for declaration in staging.glob("*.d.ts"):
-        if declaration.name not in kept:
-            declaration.unlink()
-    entries = write_precache(root, staging)
-    progress(f"runtime only: left out {', '.join(dropped) or 'nothing'}; precache: {len(entries)} files")
+    keep_runtime(root, staging, progress)
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     progress(f"runtime built in {out}")
     return boot
+
+
+def keep_runtime(root: Path, site: Path, progress: Progress = print) -> list[str]:
+    """Delete from the built `site` the page files the runtime does not use; return their names.
+
+    The service worker's precache list is written again for the files kept, so that it never
+    asks for a demo page the app does not have.
+    """
+    web = root / tomllib.loads((root / "build" / "site.toml").read_text())["web"]["from"]
+    kept = runtime_modules(web)
+    kept |= {name.removesuffix(".js") + ".d.ts" for name in kept}
+    dropped = sorted(p.name for p in web.iterdir() if p.name not in kept and (site / p.name).exists())
+    for name in dropped:
+        target = site / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    for declaration in site.glob("*.d.ts"):
+        if declaration.name not in kept:
+            declaration.unlink()
+    entries = write_precache(root, site)
+    progress(f"runtime only: left out {', '.join(dropped) or 'nothing'}; precache: {len(entries)} files")
+    return dropped
