@@ -21,7 +21,7 @@ from typing import Any
 from .context import Context
 from .data import DeviceData, find_hooks
 from .errors import BundleError
-from .hosts import DataBackend, Host, default_data_backend, default_host
+from .hosts import DataBackend, Host, StateBackend, default_data_backend, default_host
 from .manifest import Manifest
 from .model import Model
 from .signature import TrustedKey, verify_manifest
@@ -60,7 +60,7 @@ class App:
 
     def __init__(
         self, manifest: Manifest, models: dict[str, Model], workflow: Workflow, files: BundleFiles,
-        *, hooks: dict[str, Any] | None = None, data: DataBackend | None = None,
+        *, hooks: dict[str, Any] | None = None, data: DataBackend | None = None, states: StateBackend | None = None,
     ) -> None:
         self.manifest = manifest
         self.models = models
@@ -69,6 +69,7 @@ class App:
         self._hooks = hooks or {}
         self._backend = data
         self._data: DeviceData | None = None
+        self._states = states  # None: the host's (hosts.default_state_backend)
 
     @property
     def data(self) -> DeviceData:
@@ -78,8 +79,9 @@ class App:
             self._data = DeviceData(backend, self.manifest.name, self.manifest.declarations, self._hooks, self._context)
         return self._data
 
-    def _context(self) -> Context:
-        return Context(self.models, self.manifest.name, self.files, data=lambda: self.data)
+    def _context(self, states: StateBackend | None = None) -> Context:
+        states = states if states is not None else self._states
+        return Context(self.models, self.manifest.name, self.files, states=states, data=lambda: self.data)
 
     @property
     def version(self) -> str:
@@ -89,12 +91,14 @@ class App:
     async def open(
         cls, root: str | Path, *, host: Host | None = None, verify: bool = True,
         trusted_keys: Iterable[TrustedKey] | None = None, data: DataBackend | None = None,
+        states: StateBackend | None = None,
     ) -> App:
         """Load a bundle folder: check its files against the manifest, load models, import the workflow.
 
         With `trusted_keys` (CPython only: the browser checks signatures with WebCrypto), a
         bundle whose manifest is not signed by one of them is refused. `data` is where its
-        events and feature tables live (default: the host's, `hosts.default_data_backend()`).
+        events and feature tables live (default: the host's, `hosts.default_data_backend()`);
+        `states` where `ctx.state` keeps its documents (default: `hosts.default_state_backend()`).
         """
         root = Path(root)
         manifest = Manifest.from_json(_read(root / "manifest.json"))
@@ -111,15 +115,18 @@ class App:
         module_name = f"waystation_bundle_{manifest.name}_{next(_module_ids)}"
         workflow = Workflow.load(root / manifest.workflow, module_name)
         hooks = find_hooks(sys.modules[module_name], manifest.declarations.events)
-        return cls(manifest, models, workflow, BundleFiles(root, manifest), hooks=hooks, data=data)
+        return cls(manifest, models, workflow, BundleFiles(root, manifest), hooks=hooks, data=data, states=states)
 
-    async def call(self, name: str, args: Any = None, *, tensors: list[Tensor] | None = None) -> dict[str, Any]:
+    async def call(
+        self, name: str, args: Any = None, *, tensors: list[Tensor] | None = None, states: StateBackend | None = None,
+    ) -> dict[str, Any]:
         """Run an exported function: {"result": JSON-able data, "metrics": {...}, "ms": wall time}.
 
         Tensors in the result become nested lists, or, when `tensors` is a list, placeholders
-        for the tensors appended to it (see `to_jsonable`).
+        for the tensors appended to it (see `to_jsonable`). `states` is where `ctx.state` finds
+        its documents (default: the host's; the server passes the calling user's).
         """
-        ctx = self._context()
+        ctx = self._context(states)
         start = time.perf_counter()
         result = await self.workflow.call(name, args, ctx)
         ms = (time.perf_counter() - start) * 1000
@@ -130,6 +137,7 @@ class App:
             "name": self.manifest.name,
             "version": self.manifest.version,
             "functions": self.workflow.describe(),
+            "offload": self.workflow.offload(),
             "models": {name: m.describe() for name, m in self.models.items()},
         }
 

@@ -27,19 +27,63 @@ from typing import Any
 from .errors import ArgumentError, WorkflowError
 from .tensor import Tensor
 
-__all__ = ["Workflow", "export", "to_jsonable"]
+__all__ = ["OFFLOAD_POLICIES", "Workflow", "export", "offload_policy", "to_jsonable"]
 
 _EXPORT_ATTR = "__waystation_export__"
+_OFFLOAD_ATTR = "__waystation_offload__"
 
 
-def export(fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
-    """Mark a function of a workflow script as callable from the page and the CLI."""
+OFFLOAD_POLICIES = ("never", "allowed", "on-low-confidence")
+
+
+def export(
+    fn: Callable[..., Any] | None = None, *, name: str | None = None, offload: str = "never",
+    threshold: float | None = None, confidence: str = "confidence", writes_state: bool = False,
+) -> Any:
+    """Mark a function of a workflow script as callable from the page and the CLI.
+
+    `offload` says whether the server may run it for the page (`POST /api/run/...`), and so
+    whether its arguments may leave the device: "never" (the default: private data stays on
+    the device), "allowed", or "on-low-confidence" (the function returns a dict whose
+    `confidence` key holds a number; only when the device's own answer is below `threshold`,
+    or the device cannot answer at all, may the page ask the server again). `writes_state`:
+    run on the server for a signed-in user, its writes to that user's synced documents are
+    kept (otherwise the server runs it on read-only copies and refuses any write).
+    """
+    policy = _offload_policy(name, offload, threshold, confidence, writes_state)
 
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:
         setattr(f, _EXPORT_ATTR, name or f.__name__)
+        setattr(f, _OFFLOAD_ATTR, policy)
         return f
 
     return mark(fn) if fn is not None else mark
+
+
+def offload_policy(fn: Callable[..., Any]) -> dict[str, Any]:
+    """An exported function's offload policy: {"offload", "writes_state"[, "threshold", "confidence"]}."""
+    return dict(getattr(fn, _OFFLOAD_ATTR, None) or {"offload": "never", "writes_state": False})
+
+
+def _offload_policy(
+    name: str | None, offload: str, threshold: float | None, confidence: str, writes_state: bool,
+) -> dict[str, Any]:
+    where = f"@export({name!r})" if name else "@export"
+    if offload not in OFFLOAD_POLICIES:
+        raise WorkflowError(f"{where}: offload={offload!r} is not one of {', '.join(OFFLOAD_POLICIES)}")
+    policy: dict[str, Any] = {"offload": offload, "writes_state": bool(writes_state)}
+    if offload == "on-low-confidence":
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
+            raise WorkflowError(f"{where}: offload='on-low-confidence' needs threshold= a number in (0, 1], "
+                                f"got {threshold!r}")
+        if not isinstance(confidence, str) or not confidence:
+            raise WorkflowError(f"{where}: confidence= must name the result's key holding the confidence")
+        policy.update(threshold=float(threshold), confidence=confidence)
+    elif threshold is not None:
+        raise WorkflowError(f"{where}: threshold= only goes with offload='on-low-confidence'")
+    if writes_state and offload == "never":
+        raise WorkflowError(f"{where}: writes_state=True needs an offload policy that lets the server run it")
+    return policy
 
 
 class Workflow:
@@ -74,6 +118,10 @@ class Workflow:
     def describe(self) -> dict[str, list[str]]:
         """{function name: its parameter names}, for `app.functions` in the page."""
         return {name: list(inspect.signature(fn).parameters)[1:] for name, fn in self.functions.items()}
+
+    def offload(self) -> dict[str, dict[str, Any]]:
+        """{function name: its offload policy} (see `export`), for the page and the server alike."""
+        return {name: offload_policy(fn) for name, fn in self.functions.items()}
 
     async def call(self, name: str, args: Any, ctx: Any) -> Any:
         fn = self.functions.get(name)

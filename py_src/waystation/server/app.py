@@ -21,9 +21,10 @@ from .config import ServerConfig
 from .events_api import event_routes
 from .features_api import feature_routes
 from .registry import Registry
+from .run_api import RunService, run_routes
 from .security_headers import SecurityHeaders
 from .static import SiteFiles
-from .sync import sync_routes
+from .sync import sync_endpoint
 
 __all__ = ["create_app"]
 
@@ -48,17 +49,21 @@ def create_app(site: str | Path = "dist", data: str | Path = "data", config: Ser
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "waystation": __version__})
 
-    sync, sync_lifespan = sync_routes(data, config)
+    sync, sync_lifespan = sync_endpoint(data, config)
+    registry = Registry(data)
+    runs = RunService(registry, sync.accounts, sync.rooms, config)
     routes = [
         Route("/api/health", health),
-        *bundle_routes(Registry(data), site),
-        *sync,
+        *bundle_routes(registry, site),
+        *sync.routes(),
+        *run_routes(runs),
         *event_routes(data, config),
         *feature_routes(data),
         Mount("/", SiteFiles(directory=site, html=True, check_dir=True), name="site"),
     ]
     app = _App(routes=routes, lifespan=sync_lifespan,
-               middleware=[Middleware(BodyLimit, max_bytes=config.max_body_bytes)])
+               middleware=[Middleware(BodyLimit, max_bytes=config.max_body_bytes,
+                                      routes={"/api/run/": config.run_body_bytes})])
     app.state.site = site
     app.state.data = data
     app.state.config = config

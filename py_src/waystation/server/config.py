@@ -50,6 +50,14 @@ class ServerConfig:
     compact_after: int = 500  # rows of a document's history that trigger compaction (y-indexeddb: 500)
     fsync_commits: int = 0  # 1: fsync each commit, so acknowledged edits survive a power cut too
 
+    # --- running workflow functions on the server (POST /api/run) ---
+    run_workers: int = 2  # calls running at once, each on a thread (twice as many threads: see run_api)
+    run_queue: int = 16  # calls waiting for a worker; past it 503 (busy)
+    run_per_user: int = 4  # calls of one user running or waiting; past it 429
+    run_timeout: float = 30.0  # seconds a call may take, waiting included; past it 504 (timeout)
+    run_body_bytes: int = 4 << 20  # largest body of a call (413 past it)
+    run_open_apps: int = 4  # bundle versions kept loaded, least recently used closed first
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> ServerConfig:
         """The defaults, each replaced by its `WAYSTATION_<NAME>` from `environ` if set, then by `overrides`."""

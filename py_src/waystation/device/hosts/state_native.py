@@ -1,5 +1,12 @@
 """The native state backend: pycrdt documents on CPython (and the test host of `state`).
 
+Kept in memory for the life of the process, or, given a data folder (`waystation run --data
+DIR`), persisted there as the browser keeps them in IndexedDB: each document's updates are
+appended to `DIR/state.sqlite3` as they happen (committed before the write returns), and a
+document is loaded from one merge of its rows when first asked for, so the next process sees
+what this one wrote. The same CRDT semantics as everywhere else: two processes writing one
+document at once both keep their edits, merged when either opens it next.
+
 Two things pycrdt 0.14.13 does its own way, made to match Yjs here:
 - numbers come back as floats (it stores every number as a double, as Yjs does); a float
   with an integral value is read as the int JavaScript's JSON would give;
@@ -14,9 +21,11 @@ is rebuilt from one merge on each update, as the sync server's rooms do.
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from pycrdt import Array, Doc, Map, Text, TransactionEvent, get_update, merge_updates
@@ -24,27 +33,109 @@ from pycrdt import Array, Doc, Map, Text, TransactionEvent, get_update, merge_up
 from ..errors import StateError
 from .state_base import MISSING, RootKind
 
-__all__ = ["NativeStateBackend", "NativeStateDoc"]
+__all__ = ["NativeStateBackend", "NativeStateDoc", "STATE_FILE"]
 
 _TYPES: dict[RootKind, type[Any]] = {"map": Map, "list": Array, "text": Text}
 _EMPTY_UPDATE = b"\x00\x00"
+STATE_FILE = "state.sqlite3"
+_COMPACT_AFTER = 500  # rows of one document squashed into one when it is loaded (y-indexeddb: 500)
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS updates (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc TEXT NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS updates_by_doc ON updates (doc, id);
+"""
 
 
 class NativeStateBackend:
-    """pycrdt documents by name, kept for the life of the process."""
+    """pycrdt documents by name, kept for the life of the process, and in `folder` if given."""
 
     name = "native"
 
-    def __init__(self) -> None:
+    def __init__(self, folder: str | Path | None = None) -> None:
         self._docs: dict[str, NativeStateDoc] = {}
+        self._store = None if folder is None else _UpdateLog(Path(folder) / STATE_FILE)
 
     def doc(self, name: str) -> NativeStateDoc:
         if name not in self._docs:
-            self._docs[name] = NativeStateDoc()
+            doc = NativeStateDoc()
+            if self._store is not None:
+                stored = self._store.load(name)
+                if stored is not None:
+                    doc.apply_update(stored)
+                store = self._store
+                doc.on_update(lambda update: store.append(name, update))
+            self._docs[name] = doc
         return self._docs[name]
 
     def names(self) -> list[str]:
-        return sorted(self._docs)
+        stored = self._store.names() if self._store is not None else []
+        return sorted({*self._docs, *stored})
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+class _UpdateLog:
+    """Documents' updates in one SQLite file, appended as they happen, merged when loaded."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # WAL: another `waystation run` may read while this one writes; FULL: a write that
+            # returned survives a crash, as an edit the page made survives in IndexedDB.
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(_SCHEMA)
+            self._db = db
+        return self._db
+
+    def load(self, doc: str) -> bytes | None:
+        """The document as one update (its rows merged: pycrdt applies one merge right, see above), or None."""
+        db = self._connect()
+        rows = db.execute("SELECT id, data FROM updates WHERE doc = ? ORDER BY id", (doc,)).fetchall()
+        if not rows:
+            return None
+        try:
+            merged = bytes(merge_updates(*(bytes(data) for _, data in rows))) if len(rows) > 1 else bytes(rows[0][1])
+        except ValueError as exc:
+            raise StateError(f"{self.path}: the stored updates of document {doc!r} do not decode: {exc}") from exc
+        if len(rows) > _COMPACT_AFTER:
+            with _transaction(db):  # only the rows merged: another process may have appended since
+                db.execute("DELETE FROM updates WHERE doc = ? AND id <= ?", (doc, rows[-1][0]))
+                db.execute("INSERT INTO updates (doc, data) VALUES (?, ?)", (doc, merged))
+        return merged
+
+    def append(self, doc: str, update: bytes) -> None:
+        self._connect().execute("INSERT INTO updates (doc, data) VALUES (?, ?)", (doc, update))
+
+    def names(self) -> list[str]:
+        return [row[0] for row in self._connect().execute("SELECT DISTINCT doc FROM updates")]
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 class NativeStateDoc:

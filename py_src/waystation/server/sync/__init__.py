@@ -41,6 +41,7 @@ __all__ = [
     "Rooms",
     "SyncEndpoint",
     "UpdateStore",
+    "sync_endpoint",
     "sync_routes",
 ]
 
@@ -53,6 +54,12 @@ def sync_routes(data: Path, config: ServerConfig | None = None) -> tuple[list[Ba
     The lifespan must run (Starlette's `lifespan=`): on shutdown, SIGTERM included, it writes
     every buffered update before the process exits.
     """
+    endpoint, lifespan = sync_endpoint(data, config)
+    return endpoint.routes(), lifespan
+
+
+def sync_endpoint(data: Path, config: ServerConfig | None = None) -> tuple[SyncEndpoint, Lifespan]:
+    """`sync_routes`, with the endpoint itself: its accounts and rooms serve other APIs too (run_api)."""
     config = config or ServerConfig.from_env()
     path = data / "sync.sqlite3"
     store = UpdateStore(path, compact_after=config.compact_after, durable_sync=bool(config.fsync_commits))
@@ -67,4 +74,4 @@ def sync_routes(data: Path, config: ServerConfig | None = None) -> tuple[list[Ba
             endpoint.close()
             await store.close()
 
-    return endpoint.routes(), lifespan
+    return endpoint, lifespan
