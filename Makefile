@@ -8,15 +8,20 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA ?= data
 
-.PHONY: run test setup chromium build bench clean
+.PHONY: run test lint setup chromium build bench clean
 
 run: setup
 	$(VENV)/bin/waystation build
 	$(PY) models/picks/publish_items.py --data $(DATA)
 	$(VENV)/bin/waystation serve --host $(HOST) --port $(PORT) --data $(DATA)
 
-test: setup chromium
+test: setup chromium lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff and mypy, as configured in pyproject.toml: seconds, so they run before every test run.
+lint: setup
+	$(VENV)/bin/ruff check py_src tests bench models
+	$(VENV)/bin/mypy
 
 bench: setup chromium
 	$(PY) bench/glue_latency.py
@@ -26,12 +31,13 @@ setup: $(VENV)/.installed node_modules/.installed
 build: setup
 	$(VENV)/bin/waystation build
 
-# Pinned, complete Python environment (requirements.lock), then the project itself, editable.
+# Pinned, complete Python environment (requirements.lock), then the project itself, editable, with
+# every extra: --no-index fails here if the lock lacks something an extra in pyproject.toml needs.
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==26.3
 	$(PY) -m pip install --quiet -r requirements.lock
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-index --no-build-isolation -e ".[all]"
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -135,7 +135,7 @@ def _pack(dtype: str, flat: Iterable[Any]) -> memoryview:
         import struct
 
         items = list(flat)
-        return memoryview(struct.pack(f"<{len(items)}{fmt}", *items)).cast(fmt)  # type: ignore[call-overload]
+        return cast(memoryview, memoryview(struct.pack(f"<{len(items)}{fmt}", *items)).cast(fmt))  # type: ignore[call-overload]
     except (TypeError, OverflowError) as exc:
         raise ArgumentError(f"cannot store these values as {dtype}: {exc}") from None
 

@@ -107,7 +107,8 @@ class EventLog:
 
 
 def _filter(table: str, bundle: str | None, since: float | None) -> tuple[str, list[Any]]:
-    clauses, params = ["tbl = ?"], [table]
+    clauses: list[str] = ["tbl = ?"]
+    params: list[Any] = [table]
     if bundle is not None:
         clauses.append("bundle = ?")
         params.append(bundle)

@@ -66,7 +66,13 @@ class FeatureStore:
         # Without a copy the query knows only the key column; reading it (or naming another
         # column) raises the error that says there is no copy.
         columns = _columns(meta["columns"], name) if meta else (Column(table.key, "str", optional=True),)
-        check = (lambda: self._check_copy(table)) if stale_ok else (lambda: self.check_fresh(table))
+
+        def check() -> None:
+            if stale_ok:
+                self._check_copy(table)  # a copy is still needed, however old
+            else:
+                self.check_fresh(table)
+
         ref = TableRef(f'"ft_{name}"', f"feature table {name!r}", columns, check, lambda: self.age(name))
         return Query(self._connect, ref)
 
