@@ -198,3 +198,22 @@ def test_lines_finds_keys_tables_and_inline_tables():
     assert lines.find(("models", "m", "layout")) == 3  # absent: its table's line
     assert lines.find(("variants", "v", "models", "m", "file")) == 8
     assert lines.find(("nothing",)) is None
+
+
+def test_a_file_may_come_from_the_recipe_and_a_missing_one_is_named(source, tmp_path):
+    workflow = (source / "workflow.py").read_text()
+    (source / "workflow.py").unlink()
+    (source / "recipe.py").write_text(f"def build(out_dir, progress=None):\n    (out_dir / 'workflow.py').write_text({workflow!r})\n")
+    toml = edit(source, 'workflow = "workflow.py"', 'workflow = "workflow.py"\nrecipe = "recipe.py"\nfiles = ["labels.json"]')
+    assert build_error(source, tmp_path / "out") == (
+        f"{toml}:6: 'labels.json' is neither made by the recipe nor in {source}")
+    (source / "labels.json").write_text("[]")
+    folder = build_bundle(source, tmp_path / "out", progress=lambda _m: None)
+    assert (folder / "workflow.py").read_text() == workflow
+
+
+def test_a_recipe_that_does_not_import_is_named_with_its_line(source, tmp_path):
+    (source / "recipe.py").write_text("import onnx\n\ndef build(out_dir, progress=None)\n    pass\n")
+    edit(source, 'workflow = "workflow.py"', 'workflow = "workflow.py"\nrecipe = "recipe.py"')
+    assert build_error(source, tmp_path / "out") == (
+        f"{source / 'recipe.py'}:3: SyntaxError: expected ':' (while importing the recipe)")

@@ -33,4 +33,5 @@ def test_a_version_published_with_other_bytes_is_skipped_with_a_warning(site_dir
     warnings: list[str] = []
     assert digits(publish_site_bundles(registry, site_dir, warn=warnings.append)) == []
     assert warnings == ["not publishing the site's digits 1.0.0: digits 1.0.0 is already published with another "
-                        "manifest: published versions never change, bump the version"]
+                        "manifest (same content, signed or laid out otherwise): published versions never change, "
+                        "bump the version"]

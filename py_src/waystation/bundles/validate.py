@@ -208,8 +208,8 @@ class _Checker:
         self.table(config, (), TOP_KEYS)  # the checks below skip what is missing or mistyped
         self.names(config)
         for key in ("workflow", "recipe"):
-            if isinstance(config.get(key), str):
-                self.file_name((key,), config[key], must_exist=True)
+            if isinstance(config.get(key), str):  # a recipe may make the workflow, never itself
+                self.file_name((key,), config[key], must_exist=key == "recipe" or not isinstance(config.get("recipe"), str))
         for i, name in enumerate(config.get("files", []) if _is_str_list(config.get("files")) else []):
             self.file_name(("files",), name, must_exist=False, what=f"files[{i}]")
         models = config.get("models") if isinstance(config.get("models"), dict) else {}
