@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,9 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from waystation.bundles.builder import build_bundle, manifest_text
-from waystation.bundles.chunks import split
-from waystation.bundles.signing import dev_key, sign_manifest
+from waystation.bundles.builder import build_bundle
+from waystation.bundles.signing import dev_key
 from waystation.cli import run_function
 from waystation.device import App
 from waystation.device._bridge import _error as bridge_error
@@ -30,6 +28,7 @@ from waystation.device.workflow import export
 from waystation.server.registry import Registry
 
 from bundle_factory import make_bundle
+from offload_bundles import offloadable
 from server_process import ROOT, Server
 from test_sync_server import YClient, register, until
 
@@ -84,24 +83,14 @@ def read_notes(ctx) -> list:
 def sneaky_write(ctx, text: str) -> int:
     ctx.state("notes").list("items").append(text)
     return 1
+
+_seen = []  # a module-level cache, as workflows keep them: per user on the server, as per device
+
+@export(offload="allowed")
+def remember(ctx, text: str) -> list:
+    _seen.append(text)
+    return list(_seen)
 '''
-
-
-def offloadable(built: Path, out: Path) -> Path:
-    """A copy of a built bundle whose every `@export` is `@export(offload="allowed")`, re-signed."""
-    folder = out / built.parent.name / built.name
-    shutil.copytree(built, folder)
-    manifest = json.loads((folder / "manifest.json").read_text())
-    workflow = folder / manifest["workflow"]
-    text = workflow.read_text().replace("@export\n", '@export(offload="allowed")\n').encode()
-    workflow.write_bytes(text)
-    import hashlib
-
-    for entry in manifest["files"]:
-        if entry["path"] == manifest["workflow"]:
-            entry.update(size=len(text), sha256=hashlib.sha256(text).hexdigest(), chunks=[list(c) for c in split(text)])
-    (folder / "manifest.json").write_text(manifest_text(sign_manifest(manifest, dev_key())))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +111,8 @@ def server(site: Path, bundles: dict[str, Path], tmp_path_factory: pytest.TempPa
     for folder in bundles.values():
         registry.publish(folder, "stable")
     srv = Server(site, data, WAYSTATION_RUN_TIMEOUT=str(TIMEOUT), WAYSTATION_RUN_WORKERS="2", WAYSTATION_RUN_QUEUE="2",
-                 WAYSTATION_RUN_PER_USER="2", WAYSTATION_RUN_BODY_BYTES=str(256 << 10)).start()
+                 WAYSTATION_RUN_PER_USER="2", WAYSTATION_RUN_BODY_BYTES=str(256 << 10),
+                 WAYSTATION_RUN_OPEN_APPS="2").start()  # three bundles: versions are closed and opened again
     yield srv
     srv.stop()
 
@@ -314,6 +304,21 @@ def test_a_read_only_function_that_writes_fails_and_changes_nothing(server: Serv
     error = response.json()["error"]
     assert "writes_state=True" in error["message"] and "StateError" in json.dumps(error)
     assert call(server, token, "hybrid/1.0.0/read_notes", {}).json()["result"] == []
+
+
+def test_each_user_has_the_workflow_module_to_themselves(server: Server) -> None:
+    ada, bob = register(server)[1], register(server)[1]
+    assert call(server, ada, "hybrid/1.0.0/remember", {"text": "ada's secret"}).json()["result"] == ["ada's secret"]
+    assert call(server, bob, "hybrid/1.0.0/remember", {"text": "bob's"}).json()["result"] == ["bob's"]
+    assert call(server, ada, "hybrid/1.0.0/remember", {"text": "again"}).json()["result"] == ["ada's secret", "again"]
+
+
+def test_versions_past_the_open_limit_are_closed_and_opened_again(server: Server, token: str) -> None:
+    for path, args in [("digits/1.0.0/samples", {}), ("minilm/1.0.0/embed", {"texts": ["a"]}),
+                       ("hybrid/1.0.0/echo", {"n": 1}), ("digits/1.0.0/samples", {}), ("hybrid/1.0.0/echo", {"n": 2})]:
+        response = call(server, token, path, args)
+        assert response.status_code == 200, (path, response.text)
+    assert response.json()["result"] == {"twice": 4}
 
 
 # --- attacks, each while a sync client round-trips ---

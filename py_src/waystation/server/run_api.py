@@ -15,6 +15,11 @@ both replies with one function, to the same `{dtype, shape, data: TypedArray}`. 
 `_bridge._error`'s, the very reply the worker gives, so the page sees the same code and message
 for a bad argument wherever the call ran.
 
+Each user gets the version's workflow module imported for them alone, over the models every user
+shares: a workflow's module-level caches (MiniLM's embeddings of the user's notes) then hold one
+user's data, as on that user's device, never another's. `ctx.events` and `ctx.features` are the
+device's own tables: on the server they raise `DataError`.
+
 Only a function whose workflow declares `@export(offload="allowed")` or `"on-low-confidence"`
 runs here: "never" (the default) is refused with 403 `offload-refused` (the page never sends it
 either: the policy is enforced at both ends).
@@ -49,11 +54,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import itertools
 import json
 import logging
 import queue
 import re
 import shutil
+import sqlite3
+import sys
 import tempfile
 import threading
 from collections import OrderedDict
@@ -67,12 +75,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from ..device._bridge import _error as bridge_error
-from ..device.errors import StateError
+from ..device.data import find_hooks
+from ..device.errors import DataError, StateError
 from ..device.hosts.state_native import NativeStateDoc
 from ..device.manifest import Manifest
 from ..device.runtime import App
 from ..device.state import DOC_NAME
 from ..device.tensor import Tensor
+from ..device.workflow import Workflow
 from ._json import BadJSON, parse_object
 from .config import ServerConfig, env_name
 from .registry import Registry
@@ -88,6 +98,8 @@ log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _EMPTY_UPDATE = b"\x00\x00"
+_USER_MODULES = 256  # workflow modules imported for a user, kept for their next call (least recently used dropped)
+_module_ids = itertools.count()
 _ROOM_WAIT_SECONDS = 30.0  # a worker thread waiting for the event loop to open a room (it never should this long)
 # HTTP status by error code; anything else raised while running is the function's own failure (500).
 _STATUS = {"invalid-argument": 400, "no-such-function": 404, "offload-refused": 403, "unauthorized": 401,
@@ -117,6 +129,7 @@ class RunService:
         self._waiting = 0
         self._per_user: dict[str, int] = {}
         self._apps = _OpenApps(config.run_open_apps)
+        self._user_apps: OrderedDict[tuple[str, str, str], tuple[App, str]] = OrderedDict()  # (app, module name)
 
     async def endpoint(self, request: Request) -> JSONResponse:
         try:
@@ -180,7 +193,8 @@ class RunService:
         try:
             app = await self._apps.get((bundle, version), lambda: self._open(bundle, version))
             try:
-                return await asyncio.wait_for(self._call(app, user, function, args), max(deadline - loop.time(), 0.001))
+                remaining = max(deadline - loop.time(), 0.001)
+                return await asyncio.wait_for(self._call(await self._for_user(app, user), user, function, args), remaining)
             finally:
                 self._apps.release(app)
         finally:
@@ -192,6 +206,31 @@ class RunService:
             raise RunError("not-found", f"{bundle} {version} is not published on this server")
         folder = await run_in_threadpool(self._unpacked, bundle, version, manifest)
         return await self._workers.run(lambda: App.open(folder))
+
+    async def _for_user(self, shared: App, user: str) -> App:
+        """`shared`'s models with the workflow module imported for `user` alone (once, then kept)."""
+        key = (shared.manifest.name, shared.version, user)
+        found = self._user_apps.get(key)
+        if found is not None and found[0].models is shared.models:  # not a version closed and opened again
+            self._user_apps.move_to_end(key)
+            return found[0]
+        manifest = shared.manifest
+        module_name = f"waystation_run_{manifest.name}_{next(_module_ids)}"
+        folder = self.folder / manifest.name / manifest.version
+
+        def load() -> Workflow:
+            return Workflow.load(folder / manifest.workflow, module_name)
+
+        workflow = await self._workers.run(_awaitable(load))
+        hooks = find_hooks(sys.modules[module_name], manifest.declarations.events)
+        app = App(manifest, shared.models, workflow, shared.files, hooks=hooks, data=_NO_DEVICE_DATA)
+        self._user_apps[key] = (app, module_name)
+        if found is not None:
+            sys.modules.pop(found[1], None)
+        while len(self._user_apps) > _USER_MODULES:
+            _, (_, old_module) = self._user_apps.popitem(last=False)
+            sys.modules.pop(old_module, None)  # its App holds no model of its own: nothing to close
+        return app
 
     def _unpacked(self, bundle: str, version: str, manifest_bytes: bytes) -> Path:
         """The version's files in a folder of their own, assembled from the registry's chunks once."""
@@ -242,6 +281,29 @@ class RunService:
 
     def close(self) -> None:
         self._apps.clear()
+
+
+def _awaitable(work: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
+    async def run() -> Any:
+        return work()
+
+    return run
+
+
+class _NoDeviceData:
+    """The data backend of calls on the server: events and feature tables belong to the device."""
+
+    name = "server"
+
+    def connect(self) -> sqlite3.Connection:
+        raise DataError("ctx.events and ctx.features are the device's own tables: they are not there when the "
+                        "server runs a function")
+
+    def durable(self) -> None:
+        return None
+
+
+_NO_DEVICE_DATA = _NoDeviceData()
 
 
 def _args(body: bytes) -> Any:

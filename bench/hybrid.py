@@ -1,0 +1,121 @@
+"""Hybrid execution: the server's throughput running MiniLM `embed` for pages (POST /api/run).
+
+    .venv/bin/python bench/hybrid.py                                  # concurrency 8, 20 s, RUN_WORKERS 1, 2, 4
+    .venv/bin/python bench/hybrid.py --concurrency 8 --seconds 30 --workers 2 --texts 4
+
+Builds the MiniLM bundle (int8, as the site ships it; the recipe's cached output is reused),
+makes `embed` offloadable, publishes it to a fresh --data and starts the real server (a child
+process, tests/server_process.py) with WAYSTATION_RUN_WORKERS set to each --workers value. One
+signed-in user's --concurrency clients (threads, each with its own HTTP connection) then call
+`embed` with --texts sentences back to back for --seconds after one warm-up call each. It prints
+calls/s, sentences/s, p50/p99/max latency, refusals (429/503/504 would show as errors), and the
+CPU the server used in cores (100% is one core); the clients share the machine's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "unit")]
+
+from waystation.bundles.builder import build_bundle  # noqa: E402
+from waystation.server.registry import Registry  # noqa: E402
+
+from offload_bundles import offloadable  # noqa: E402
+from server_process import Server  # noqa: E402
+
+SENTENCES = [
+    "Offline-first inference keeps working on a train with no signal.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Sentence embeddings place similar meanings close together.",
+    "A service worker keeps the bundle in IndexedDB between visits.",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="WAYSTATION_RUN_WORKERS values")
+    parser.add_argument("--texts", type=int, default=1, help="sentences per call")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="waystation-hybrid-") as tmp:
+        work = Path(tmp)
+        built = build_bundle(ROOT / "models" / "minilm", work / "built", progress=lambda _m: None)
+        bundle = offloadable(built, work / "offload")
+        site = work / "site"
+        site.mkdir()
+        (site / "boot.json").write_text("{}")
+        (site / "index.html").write_text("<!doctype html>")
+        print(f"MiniLM embed via POST /api/run, {args.concurrency} clients, {args.texts} sentence(s) a call, "
+              f"{args.seconds:g} s each")
+        print("| RUN_WORKERS | calls/s | sentences/s | p50 ms | p99 ms | max ms | errors | server CPU |")
+        print("|---|---|---|---|---|---|---|---|")
+        for workers in args.workers:
+            data = work / f"data-{workers}"
+            Registry(data).publish(bundle, "stable")
+            server = Server(site, data, WAYSTATION_RUN_WORKERS=str(workers),
+                            WAYSTATION_RUN_PER_USER=str(args.concurrency), WAYSTATION_RUN_QUEUE=str(args.concurrency)).start()
+            try:
+                print(measure(server, f"minilm/{built.name}/embed", args), flush=True)
+            finally:
+                server.stop()
+
+
+def measure(server: Server, path: str, args: argparse.Namespace) -> str:
+    account = {"user": "bench", "password": "correct horse battery"}
+    token = httpx.post(f"{server.url}/api/sync/register", json=account).json()["token"]
+    body = {"args": {"texts": (SENTENCES * (args.texts // len(SENTENCES) + 1))[: args.texts]}}
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"{server.url}/api/run/{path}"
+    assert httpx.post(url, json=body, headers=headers, timeout=120).status_code == 200  # loads the version once
+    latencies: list[float] = []
+    errors: list[int] = []
+    start_line = threading.Barrier(args.concurrency + 1)
+    stop = [0.0]
+
+    def client() -> None:
+        with httpx.Client(headers=headers, timeout=60) as http:
+            http.post(url, json=body)  # its connection, warm
+            start_line.wait()
+            while time.perf_counter() < stop[0]:
+                began = time.perf_counter()
+                status = http.post(url, json=body).status_code
+                (latencies if status == 200 else errors).append(time.perf_counter() - began if status == 200 else status)
+
+    threads = [threading.Thread(target=client) for _ in range(args.concurrency)]
+    for thread in threads:
+        thread.start()
+    cpu_before = _cpu_seconds(server.pid)
+    began = time.perf_counter()
+    stop[0] = began + args.seconds
+    start_line.wait()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    cpu = (_cpu_seconds(server.pid) - cpu_before) / elapsed
+    ms = sorted(x * 1000 for x in latencies)
+    p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
+    return (f"| {server.env['WAYSTATION_RUN_WORKERS']} | {len(ms) / elapsed:.1f} | {len(ms) * args.texts / elapsed:.1f} | "
+            f"{statistics.median(ms):.0f} | {p99:.0f} | {ms[-1]:.0f} | {len(errors)} | {cpu:.0%} |")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` (its threads included), from /proc."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+if __name__ == "__main__":
+    main()

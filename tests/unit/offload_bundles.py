@@ -1,0 +1,34 @@
+"""Built bundles made offloadable: the same files with every `@export` allowed on the server, re-signed.
+
+The demo bundles keep the default policy ("never"); tests and benchmarks of the server's run API
+need versions whose functions it may run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from waystation.bundles.builder import manifest_text
+from waystation.bundles.chunks import split
+from waystation.bundles.signing import dev_key, sign_manifest
+
+__all__ = ["offloadable"]
+
+
+def offloadable(built: Path, out: Path) -> Path:
+    """A copy of the built bundle `built` (NAME/VERSION) under `out`, each bare `@export` made
+    `@export(offload="allowed")`, its manifest updated and signed with the dev key."""
+    folder = out / built.parent.name / built.name
+    shutil.copytree(built, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    workflow = folder / manifest["workflow"]
+    text = workflow.read_text().replace("@export\n", '@export(offload="allowed")\n').encode()
+    workflow.write_bytes(text)
+    for entry in manifest["files"]:
+        if entry["path"] == manifest["workflow"]:
+            entry.update(size=len(text), sha256=hashlib.sha256(text).hexdigest(), chunks=[list(c) for c in split(text)])
+    (folder / "manifest.json").write_text(manifest_text(sign_manifest(manifest, dev_key())))
+    return folder
