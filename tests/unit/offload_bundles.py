@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 from waystation.bundles.builder import manifest_text
@@ -18,14 +20,17 @@ from waystation.bundles.signing import dev_key, sign_manifest
 __all__ = ["offloadable"]
 
 
-def offloadable(built: Path, out: Path) -> Path:
+def offloadable(built: Path, out: Path, never: Iterable[str] = ()) -> Path:
     """A copy of the built bundle `built` (NAME/VERSION) under `out`, each bare `@export` made
-    `@export(offload="allowed")`, its manifest updated and signed with the dev key."""
+    `@export(offload="allowed")` but those of the functions named in `never`, its manifest
+    updated and signed with the dev key."""
+    kept = set(never)
     folder = out / built.parent.name / built.name
     shutil.copytree(built, folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     workflow = folder / manifest["workflow"]
-    text = workflow.read_text().replace("@export\n", '@export(offload="allowed")\n').encode()
+    text = re.sub(r"@export\n((?:async )?def (\w+))",
+                  lambda m: m[0] if m[2] in kept else f'@export(offload="allowed")\n{m[1]}', workflow.read_text()).encode()
     workflow.write_bytes(text)
     for entry in manifest["files"]:
         if entry["path"] == manifest["workflow"]:

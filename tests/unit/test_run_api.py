@@ -259,6 +259,19 @@ def test_describe_tells_each_functions_policy(bundles: dict[str, Path]) -> None:
                                 "confidence": "confidence"}
 
 
+def test_the_server_describes_a_version_as_the_device_does(server: Server, bundles: dict[str, Path], token: str) -> None:
+    response = httpx.get(f"{server.url}/api/run/hybrid/1.0.0", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    app = asyncio.run(App.open(bundles["hybrid"]))
+    try:
+        local = app.describe()
+    finally:
+        app.close()
+    assert response.json() == {key: local[key] for key in ("name", "version", "functions", "offload")}
+    assert httpx.get(f"{server.url}/api/run/hybrid/1.0.0").status_code == 401
+    assert httpx.get(f"{server.url}/api/run/hybrid/0.0.1", headers={"Authorization": f"Bearer {token}"}).status_code == 404
+
+
 @pytest.mark.parametrize("options, message", [
     ({"offload": "sometimes"}, "is not one of never, allowed, on-low-confidence"),
     ({"offload": "on-low-confidence"}, "needs threshold="),

@@ -2,6 +2,8 @@
 
     POST /api/run/{bundle}/{version}/{function}     Authorization: Bearer TOKEN
     {"args": {...}}                                   named arguments (or an array of positional ones)
+    GET  /api/run/{bundle}/{version}                 {name, version, functions, offload}: what the
+                                                      server can answer for a page still installing it
 
 runs the function of that exact published version (the registry under --data) on CPython
 with onnxruntime, as `waystation run` does, and answers as the worker answers the page:
@@ -115,7 +117,10 @@ class RunError(Exception):
 
 
 def run_routes(service: RunService) -> list[BaseRoute]:
-    return [Route("/api/run/{bundle}/{version}/{function}", service.endpoint, methods=["POST"])]
+    return [
+        Route("/api/run/{bundle}/{version}/{function}", service.endpoint, methods=["POST"]),
+        Route("/api/run/{bundle}/{version}", service.describe, methods=["GET"]),
+    ]
 
 
 class RunService:
@@ -131,13 +136,25 @@ class RunService:
         self._apps = _OpenApps(config.run_open_apps)
         self._user_apps: OrderedDict[tuple[str, str, str], tuple[App, str]] = OrderedDict()  # (app, module name)
 
+    async def describe(self, request: Request) -> JSONResponse:
+        """The version's functions and their offload policies, as the device's `describe()` gives them."""
+        try:
+            await self._user(request)
+            bundle, version = _names(request, "bundle", "version")
+            app = await self._apps.get((bundle, version), lambda: self._open(bundle, version))
+        except RunError as exc:
+            return _refusal(exc)
+        try:
+            info = app.describe()
+        finally:
+            self._apps.release(app)
+        described = {key: info[key] for key in ("name", "version", "functions", "offload")}
+        return JSONResponse(described, headers={"Cache-Control": "no-store"})
+
     async def endpoint(self, request: Request) -> JSONResponse:
         try:
             user = await self._user(request)
-            bundle, version, function = (request.path_params[k] for k in ("bundle", "version", "function"))
-            for what, value in (("bundle", bundle), ("version", version), ("function", function)):
-                if not _NAME.fullmatch(value):
-                    raise RunError("bad-request", f"{what} {value[:80]!r} is not a name (letters, digits, '.', '_', '-')")
+            bundle, version, function = _names(request, "bundle", "version", "function")
             args = _args(await request.body())
             reply = await self.run(user, bundle, version, function, args)
         except RunError as exc:
@@ -304,6 +321,14 @@ class _NoDeviceData:
 
 
 _NO_DEVICE_DATA = _NoDeviceData()
+
+
+def _names(request: Request, *keys: str) -> list[str]:
+    values = [request.path_params[key] for key in keys]
+    for what, value in zip(keys, values):
+        if not _NAME.fullmatch(value):
+            raise RunError("bad-request", f"{what} {value[:80]!r} is not a name (letters, digits, '.', '_', '-')")
+    return values
 
 
 def _args(body: bytes) -> Any:
