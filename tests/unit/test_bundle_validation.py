@@ -10,8 +10,8 @@ from pathlib import Path
 
 import onnx
 import pytest
-
 from tiny_bundle import error_line, waystation, write_model, write_source
+
 from waystation.bundles.builder import build_bundle
 from waystation.bundles.source import BundleSource
 from waystation.bundles.validate import InvalidBundleError, Lines
@@ -65,7 +65,9 @@ def test_missing_keys_say_missing_and_wrong_types_say_the_type(source, tmp_path)
     toml = edit(source, 'name = "tiny"\n', "")
     edit(source, 'description = "two times x"', "description = 2")
     edit(source, "fill = 1 }", 'fill = "1" }')
-    problems = [str(p) for p in pytest.raises(InvalidBundleError, BundleSource.load, source).value.problems]
+    with pytest.raises(InvalidBundleError) as caught:
+        BundleSource.load(source)
+    problems = [str(p) for p in caught.value.problems]
     assert problems == [
         f"{toml}: missing required key 'name'",
         f"{toml}:2: 'description' must be a string, got an integer (2)",
@@ -78,7 +80,9 @@ def test_every_problem_of_the_file_is_reported_at_once(source, tmp_path):
     edit(source, 'dtype = "float32"', 'dtype = "flaot32"')
     edit(source, 'workflow = "workflow.py"', 'workflow = "worklfow.py"\nfiles = ["../secrets.txt"]')
     edit(source, "[models.twice]", '[events.clicks]\nfields = { item_id = "str" }\nretention = { day = 7 }\n\n[models.twice]')
-    error = pytest.raises(InvalidBundleError, BundleSource.load, source).value
+    with pytest.raises(InvalidBundleError) as caught:
+        BundleSource.load(source)
+    error = caught.value
     assert str(error).splitlines() == [
         f"{toml} has 6 problems:",
         f"  {toml}:2: version '1.0' is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.0.0)",
@@ -114,7 +118,8 @@ def test_a_workflow_import_error_names_its_line(source, tmp_path):
      "exports no function: mark the functions a page may call with @export (from waystation.device import export)"),
     ("from waystation.device import export\n\n@export\ndef double():\n    return 1\n",
      "3: exported function 'double' must take the call's context first: def double(ctx, ...)"),
-    ("from waystation.device import export\n\n@export\ndef a(ctx):\n    return 1\n\n@export(name='a')\ndef b(ctx):\n    return 2\n",
+    ("from waystation.device import export\n\n@export\ndef a(ctx):\n    return 1\n\n"
+     "@export(name='a')\ndef b(ctx):\n    return 2\n",
      "7: two functions are exported as 'a': a and b"),
     ("from waystation.device import export\n\n@export\ndef a(ctx, x: 'Pixels'):\n    return 1\n",
      "3: exported function 'a': its annotations cannot be resolved (NameError: name 'Pixels' is not defined)"),
@@ -122,7 +127,8 @@ def test_a_workflow_import_error_names_its_line(source, tmp_path):
 def test_malformed_exports_are_named(source, tmp_path, script, message):
     (source / "workflow.py").write_text(script)
     error = build_error(source, tmp_path / "out")
-    assert error.startswith(f"{source / 'workflow.py'}:{message}" if message[0].isdigit() else f"{source / 'workflow.py'}: {message}")
+    workflow = source / "workflow.py"
+    assert error.startswith(f"{workflow}:{message}" if message[0].isdigit() else f"{workflow}: {message}")
 
 
 def test_a_file_that_is_not_onnx_is_named(source, tmp_path):
@@ -203,7 +209,8 @@ def test_lines_finds_keys_tables_and_inline_tables():
 def test_a_file_may_come_from_the_recipe_and_a_missing_one_is_named(source, tmp_path):
     workflow = (source / "workflow.py").read_text()
     (source / "workflow.py").unlink()
-    (source / "recipe.py").write_text(f"def build(out_dir, progress=None):\n    (out_dir / 'workflow.py').write_text({workflow!r})\n")
+    recipe = f"def build(out_dir, progress=None):\n    (out_dir / 'workflow.py').write_text({workflow!r})\n"
+    (source / "recipe.py").write_text(recipe)
     toml = edit(source, 'workflow = "workflow.py"', 'workflow = "workflow.py"\nrecipe = "recipe.py"\nfiles = ["labels.json"]')
     assert build_error(source, tmp_path / "out") == (
         f"{toml}:6: 'labels.json' is neither made by the recipe nor in {source}")

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from bundle_factory import make_bundle
 from tiny_bundle import error_line, waystation, write_source
+
 from waystation.bundles.builder import manifest_text
 from waystation.bundles.signing import sign_manifest
 from waystation.device import Manifest
 from waystation.device.errors import BundleError
 from waystation.server.registry import Registry
+
+from bundle_factory import make_bundle
 
 KEY = Ed25519PrivateKey.generate()
 

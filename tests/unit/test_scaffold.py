@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from tiny_bundle import error_line, waystation
+
 from waystation.device import Manifest
 
 

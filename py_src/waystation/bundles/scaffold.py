@@ -70,7 +70,7 @@ def build(out_dir: Path, progress: Callable[[str], None] | None = None) -> dict[
     path = out_dir / "scorer.onnx"
     path.write_bytes(model.SerializeToString())
     if progress:
-        progress(f"{name}: scorer.onnx")
+        progress("{name}: scorer.onnx")
     return {{"scorer": path}}
 '''
 

@@ -29,6 +29,8 @@ _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")  # a key of the manifest's JSON (
 _SEMVER = re.compile(r"(\d+)\.(\d+)\.(\d+)(?:-[0-9A-Za-z.-]+)?")
 
 Check = Callable[[Any], bool]
+Kind = tuple[Check, str]  # a check of a value and the type it expects, for the message
+Spec = dict[str, tuple[Kind, bool]]  # key -> (kind, required)
 
 
 def _is_str(v: Any) -> bool:
@@ -51,14 +53,13 @@ def _is_int_list(v: Any) -> bool:
     return isinstance(v, list) and all(_is_int(x) for x in v)
 
 
-_STR = (_is_str, "a string")
-_INT = (_is_int, "an integer")
-_TABLE = (_is_table, "a table")
-_STR_LIST = (_is_str_list, "a list of strings")
-_INT_LIST = (_is_int_list, "a list of integers")
+_STR: Kind = (_is_str, "a string")
+_INT: Kind = (_is_int, "an integer")
+_TABLE: Kind = (_is_table, "a table")
+_STR_LIST: Kind = (_is_str_list, "a list of strings")
+_INT_LIST: Kind = (_is_int_list, "a list of integers")
 
-# key -> ((check, expected type), required)
-TOP_KEYS: dict[str, tuple[tuple[Check, str], bool]] = {
+TOP_KEYS: Spec = {
     "name": (_STR, True),
     "version": (_STR, True),
     "workflow": (_STR, True),
@@ -71,16 +72,16 @@ TOP_KEYS: dict[str, tuple[tuple[Check, str], bool]] = {
     "events": (_TABLE, False),
     "features": (_TABLE, False),
 }
-MODEL_KEYS: dict[str, tuple[tuple[Check, str], bool]] = {
+MODEL_KEYS: Spec = {
     "file": (_STR, True),
     "sample": (_TABLE, False),
     "layout": (_STR, False),
 }
-_SAMPLE_KEYS = {"dtype": (_STR, True), "shape": (_INT_LIST, True), "fill": (_INT, True)}
-_VARIANT_KEYS = {"models": (_TABLE, False)}
-_EVENT_KEYS = {"fields": (_TABLE, True), "retention": (_TABLE, False), "relay": (_STR_LIST, False), "hook": (_STR, False)}
-_RETENTION_KEYS = {k: (_INT, False) for k in ("days", "hours", "minutes", "seconds", "rows")}
-_FEATURE_KEYS = {"key": (_STR, True), "max_age": (_STR, False)}
+_SAMPLE_KEYS: Spec = {"dtype": (_STR, True), "shape": (_INT_LIST, True), "fill": (_INT, True)}
+_VARIANT_KEYS: Spec = {"models": (_TABLE, False)}
+_EVENT_KEYS: Spec = {"fields": (_TABLE, True), "retention": (_TABLE, False), "relay": (_STR_LIST, False), "hook": (_STR, False)}
+_RETENTION_KEYS: Spec = {k: (_INT, False) for k in ("days", "hours", "minutes", "seconds", "rows")}
+_FEATURE_KEYS: Spec = {"key": (_STR, True), "max_age": (_STR, False)}
 _LAYOUTS = ("by-layer", "as-made")
 
 
@@ -180,7 +181,7 @@ class _Checker:
     def problem(self, keys: tuple[str, ...], message: str) -> None:
         self.problems.append(Problem(self.path, self.lines.find(keys), message))
 
-    def table(self, value: dict[str, Any], keys: tuple[str, ...], spec: dict[str, tuple[tuple[Check, str], bool]]) -> bool:
+    def table(self, value: dict[str, Any], keys: tuple[str, ...], spec: Spec) -> bool:
         """Unknown, missing and mistyped keys of one table; True when all its keys are known and well typed."""
         ok = True
         where = f"[{'.'.join(keys)}] " if keys else ""
@@ -209,10 +210,12 @@ class _Checker:
         self.names(config)
         for key in ("workflow", "recipe"):
             if isinstance(config.get(key), str):  # a recipe may make the workflow, never itself
-                self.file_name((key,), config[key], must_exist=key == "recipe" or not isinstance(config.get("recipe"), str))
-        for i, name in enumerate(config.get("files", []) if _is_str_list(config.get("files")) else []):
+                in_folder = key == "recipe" or not isinstance(config.get("recipe"), str)
+                self.file_name((key,), config[key], must_exist=in_folder)
+        files: list[str] = config["files"] if _is_str_list(config.get("files")) else []
+        for i, name in enumerate(files):
             self.file_name(("files",), name, must_exist=False, what=f"files[{i}]")
-        models = config.get("models") if isinstance(config.get("models"), dict) else {}
+        models: dict[str, Any] = config["models"] if isinstance(config.get("models"), dict) else {}
         for name, model in models.items():
             self.model(name, model)
         self.duplicates(config, models)
@@ -245,7 +248,8 @@ class _Checker:
     def model(self, name: str, model: Any) -> None:
         keys = ("models", name)
         if not _KEY.fullmatch(name):
-            self.problem(keys, f"model name {name!r} must be ASCII letters, digits, '_', '.' or '-', starting with a letter or '_'")
+            self.problem(keys, f"model name {name!r} must be ASCII letters, digits, '_', '.' or '-', "
+                               "starting with a letter or '_'")
         if not isinstance(model, dict):
             self.problem(keys, f"[models.{name}] must be a table with 'file', got {_shown(model)}")
             return
@@ -283,7 +287,7 @@ class _Checker:
     def duplicates(self, config: dict[str, Any], models: dict[str, Any]) -> None:
         seen: dict[str, str] = {}
         named = [("workflow", config.get("workflow"))]
-        named += [("files", f) for f in (config.get("files") if _is_str_list(config.get("files")) else [])]
+        named += [("files", f) for f in (config["files"] if _is_str_list(config.get("files")) else [])]
         named += [(f"models.{k}.file", m.get("file")) for k, m in models.items() if isinstance(m, dict)]
         for key, file in named:
             if not isinstance(file, str):
@@ -309,7 +313,7 @@ class _Checker:
             else:
                 self.table(override, where, {k: (check, False) for k, (check, _) in MODEL_KEYS.items()})
 
-    def tables(self, config: dict[str, Any], section: str, spec: dict[str, tuple[tuple[Check, str], bool]],
+    def tables(self, config: dict[str, Any], section: str, spec: Spec,
                parse: Callable[[str, Any], Any]) -> None:
         """[events.*] or [features.*]: keys here (with lines), then the table's own checks."""
         tables = config.get(section)

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ._sqlite import transaction
 from ..bundles._progress import BarFactory, no_bar
 from ..bundles.chunks import ChunkStore
 from ..device.errors import BundleError
 from ..device.manifest import Manifest
 from ..device.signature import TrustedKey, verify_manifest
+from ._sqlite import transaction
 
 __all__ = ["Registry", "Release", "bucket"]
 
