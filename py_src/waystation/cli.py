@@ -20,13 +20,17 @@ import argparse
 import asyncio
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .data_cli import add_data_commands
 
-__all__ = ["main"]
+__all__ = ["LOG_LEVELS", "main"]
+
+# waystation.device.log.LEVELS, spelled here so that `waystation --help` need not import the device package
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,18 +40,37 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # the command line shows one clear line, not a traceback
-        from .device.errors import WaystationError
-
-        if not isinstance(exc, (WaystationError, ValueError, TypeError, OSError)):
+    except Exception as exc:  # the user's mistake is one clear line; a bug of Waystation's keeps its traceback
+        line, status = _error_line(exc)
+        if line is None:
             raise
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        if args.debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        print(line, file=sys.stderr)
+        return status
+
+
+# Exit statuses: 2 for a call the user got wrong (as argparse's usage errors), 1 for a failure.
+_USAGE_CODES = frozenset({"invalid-argument", "no-such-function"})
+
+
+def _error_line(exc: Exception) -> tuple[str | None, int]:
+    """`error: CODE: message` and the exit status, or (None, 1) for a bug, whose traceback the user should see."""
+    from .device.errors import WORKFLOW_ERROR, WaystationError, raised_by_workflow
+
+    if isinstance(exc, WaystationError):
+        return f"error: {exc.code}: {exc}", 2 if exc.code in _USAGE_CODES else 1
+    if raised_by_workflow(exc):  # the workflow's own exception: its Python type says what it was
+        return f"error: {WORKFLOW_ERROR}: {type(exc).__name__}: {exc}", 1
+    if isinstance(exc, (ValueError, TypeError, OSError)):  # the other commands' bad input (files, values)
+        return f"error: {type(exc).__name__}: {exc}", 1
+    return None, 1
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="waystation", description="Offline-first, on-device inference for the web.")
     parser.add_argument("--version", action="version", version=f"waystation {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error, not only its line")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     build = commands.add_parser("build", help="build the static site")
@@ -69,8 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a workflow function on CPython and print its JSON result")
     run.add_argument("bundle", type=Path, help="a bundle source folder (with bundle.toml) or a built bundle")
     run.add_argument("function")
-    run.add_argument("--args", default="{}", help="JSON object of named arguments, or array of positional ones")
+    run.add_argument("--args", default="{}", metavar="JSON|@FILE|-",
+                     help="JSON object of named arguments, or array of positional ones: inline, @FILE, or - for stdin")
     run.add_argument("--metrics", action="store_true", help="print {result, metrics, ms} instead of the result")
+    run.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="ctx.log lines shown on stderr (default: info)")
+    run.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                     help="show the traceback of an error, not only its line")
     run.add_argument("--data", type=Path, default=None,
                      help="the device's data folder for events, features and ctx.state (default: $XDG_DATA_HOME/waystation)")
     run.set_defaults(handler=_run)
@@ -162,12 +189,31 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    try:
-        call_args: Any = json.loads(args.args)
-    except ValueError as exc:
-        raise ValueError(f"--args is not valid JSON: {exc}") from None
+    from .device.arguments import load_arguments
+    from .device.log import set_log_level
+
+    set_log_level(args.log_level)
+    text, source = _arguments_text(args.function, args.args)
+    call_args = load_arguments(args.function, text, source=source)
     reply = asyncio.run(run_function(args.bundle, args.function, call_args, data=args.data))
-    print(json.dumps(reply if args.metrics else reply["result"]))
+    # allow_nan=False: a result the page could not receive (NaN, Infinity) fails here as it fails there
+    print(json.dumps(reply if args.metrics else reply["result"], allow_nan=False))
+
+
+def _arguments_text(function: str, spec: str) -> tuple[str, str]:
+    """The JSON text of --args and what to call it in a message: inline, `@FILE` or `-` (stdin)."""
+    from .device.errors import ArgumentError
+
+    if spec == "-":
+        return sys.stdin.read(), "--args - (stdin)"
+    if spec.startswith("@"):
+        path = Path(spec[1:])
+        try:
+            return path.read_text(encoding="utf-8"), f"--args {spec}"
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ArgumentError(f"{function}(): --args {spec}: cannot read {path}: {reason}") from None
+    return spec, "--args"
 
 
 async def run_function(bundle: Path, function: str, call_args: Any, data: Path | None = None) -> dict[str, Any]:

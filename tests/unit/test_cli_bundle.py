@@ -97,7 +97,7 @@ def test_publish_roll_out_and_roll_back_on_a_running_server(work, server):
                       ).stdout.strip() == "rolled back digits 2.0.1 on cli at 25%; now digits 2.0.0 on cli at 100%"
     assert served() == "2.0.0"
     out = waystation("bundle", "rollback", "--channel", "cli", "--bundle", "digits", *data, ok=False)
-    assert out.stderr.strip() == ("error: BundleError: channel 'cli' of 'digits' has only 2.0.0: "
+    assert out.stderr.strip() == ("error: bundle-error: channel 'cli' of 'digits' has only 2.0.0: "
                                   "there is nothing to roll back to")
 
 
@@ -117,4 +117,4 @@ def test_check_runs_the_smoke_check_as_a_device_would(work, tmp_path):
     manifest["models"]["classifier"]["sample"]["pixels"]["shape"] = [1, 63]
     (broken / "manifest.json").write_text(json.dumps(manifest))
     out = waystation("bundle", "check", broken, ok=False)
-    assert out.stderr.startswith("error: SmokeCheckError: model 'classifier' does not answer its sample input")
+    assert out.stderr.startswith("error: smoke-check-failed: model 'classifier' does not answer its sample input")

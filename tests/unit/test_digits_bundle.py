@@ -77,7 +77,7 @@ def test_metrics_and_timing_come_back(app):
     [
         ({"pixels": [0.0] * 10, "width": 4, "height": 4}, ValueError, "pixels has 10 values, but width x height is 16"),
         ({"pixels": [0.0] * 16, "width": 4, "height": 4}, ValueError, "the image is blank"),
-        ({"pixels": "ink", "width": 1, "height": 3}, ArgumentError, "parameter 'pixels' expects list"),
+        ({"pixels": "ink", "width": 1, "height": 3}, ArgumentError, r"^classify\(\): pixels: expected list\[float\], got str$"),
     ],
 )
 def test_bad_drawings_get_clear_errors(app, args, error, message):
@@ -107,5 +107,5 @@ def test_cli_run_reports_errors_on_one_line(bundle):
         [sys.executable, "-m", "waystation", "run", str(bundle), "classify", "--args", '{"pixels": [1]}'],
         capture_output=True, text=True,
     )
-    assert out.returncode == 1
-    assert out.stderr.strip() == "error: ArgumentError: classify(): missing a required argument: 'width'"
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: invalid-argument: classify(): missing a required argument: 'width'"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import DataError
 from .hosts.state_base import StateBackend
+from .log import workflow_logger
 from .model import Model
 from .state import StateDoc, open_state
 
@@ -50,7 +50,7 @@ class Context:
     ) -> None:
         self.models = models
         self.files = files
-        self.log = logging.getLogger(f"waystation.workflow.{bundle}")
+        self.log = workflow_logger(bundle)  # see waystation.device.log: stderr or the console, INFO by default
         self.metrics = Metrics()
         self._states = states  # None: the host's (hosts.default_state_backend), on first use
         self._data = data  # the bundle's DeviceData, made on first use (bundles without tables never open a database)

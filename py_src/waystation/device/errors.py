@@ -19,20 +19,21 @@ page (`_bridge._error`) and `waystation run` both use it, and docs/errors.md lis
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 from typing import Any
 
 __all__ = [
-    "INTERNAL_ERROR",
-    "WORKFLOW_ERROR",
     "ArgumentError",
     "BundleError",
     "DataError",
+    "INTERNAL_ERROR",
     "ModelError",
     "NoSuchFunctionError",
     "SmokeCheckError",
     "StaleFeaturesError",
     "StateError",
+    "WORKFLOW_ERROR",
     "WaystationError",
     "WorkflowError",
     "error_code",
@@ -110,10 +111,8 @@ class StaleFeaturesError(DataError):
 
 def mark_raised_by_workflow(exc: BaseException, function: str) -> None:
     """Remember that `exc` left the workflow function `function` (so it is the workflow's, not a bug of ours)."""
-    try:
+    with contextlib.suppress(AttributeError, TypeError):  # a type without a __dict__ stays internal-error
         setattr(exc, _RAISED_BY, function)
-    except (AttributeError, TypeError):  # an exception type without a __dict__: it stays internal-error
-        pass
 
 
 def raised_by_workflow(exc: BaseException) -> bool:

@@ -18,13 +18,15 @@ import functools
 import importlib.util
 import inspect
 import sys
+import traceback
 import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import ArgumentError, WorkflowError
+from .errors import ArgumentError, NoSuchFunctionError, WorkflowError, mark_raised_by_workflow
+from .log import calling
 from .tensor import Tensor
 
 __all__ = ["OFFLOAD_POLICIES", "Workflow", "export", "offload_policy", "to_jsonable"]
@@ -103,7 +105,7 @@ class Workflow:
             spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[module_name]
-            raise WorkflowError(f"workflow script {path.name} failed to import: {type(exc).__name__}: {exc}") from exc
+            raise WorkflowError(_import_failure(path, exc)) from exc
         return cls.from_module(module)
 
     @classmethod
@@ -126,12 +128,28 @@ class Workflow:
     async def call(self, name: str, args: Any, ctx: Any) -> Any:
         fn = self.functions.get(name)
         if fn is None:
-            raise WorkflowError(f"no exported function {name!r}; the workflow exports {sorted(self.functions)}")
+            raise NoSuchFunctionError(f"no exported function {name!r}; the workflow exports {sorted(self.functions)}")
         bound = _bind(name, fn, ctx, args)
-        result = fn(*bound.args, **bound.kwargs)
-        if inspect.isawaitable(result):
-            result = await result
+        try:
+            with calling(name):
+                result = fn(*bound.args, **bound.kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+        except Exception as exc:  # the workflow's own error (workflow-error), not a bug of Waystation's
+            mark_raised_by_workflow(exc, name)
+            raise
         return result
+
+
+def _import_failure(path: Path, exc: Exception) -> str:
+    """One line: "workflow.py line 3: SyntaxError: invalid syntax" (the line in the script, when known)."""
+    line = exc.lineno if isinstance(exc, SyntaxError) and exc.filename == str(path) else None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == str(path):
+            line = frame.lineno  # the script's innermost line on the way to the error
+    message = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+    where = f"{path.name} line {line}" if line else path.name
+    return f"{where}: {type(exc).__name__}: {message}"
 
 
 def _bind(name: str, fn: Callable[..., Any], ctx: Any, args: Any) -> inspect.BoundArguments:
@@ -147,20 +165,20 @@ def _bind(name: str, fn: Callable[..., Any], ctx: Any, args: Any) -> inspect.Bou
     for param, value in bound.arguments.items():
         check = checks.get(param)
         if check is not None and not check[0](value):
-            raise ArgumentError(f"{name}(): parameter {param!r} expects {check[1]}, got {type(value).__name__}")
+            raise ArgumentError(f"{name}(): {_mismatch(check[1], value, param)}")
     return bound
 
 
 @functools.cache
-def _signature(fn: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, tuple[Callable[[Any], bool], str]]]:
-    """The signature and one compiled checker per annotated parameter, made once per function."""
+def _signature(fn: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, tuple[Callable[[Any], bool], Any]]]:
+    """The signature and one compiled checker (with its annotation) per annotated parameter, made once per function."""
     sig = inspect.signature(fn)
     try:
         hints = typing.get_type_hints(fn)
     except Exception:
         hints = {}  # unresolved annotations are documentation, not a contract
     params = list(sig.parameters)[1:]  # the first is the context
-    return sig, {p: (_checker(hints[p]), _type_name(hints[p])) for p in params if p in hints}
+    return sig, {p: (_checker(hints[p]), hints[p]) for p in params if p in hints}
 
 
 def _checker(expected: Any) -> Callable[[Any], bool]:
@@ -190,10 +208,55 @@ def _checker(expected: Any) -> Callable[[Any], bool]:
     return lambda v: True
 
 
+def _mismatch(expected: Any, value: Any, path: str) -> str:
+    """Where `value` breaks `expected`: "features[0][2]: expected float, got str".
+
+    Only called once the compiled check has failed, so the happy path stays one tight loop;
+    this walks the value again, down the annotation, to the first element that does not fit.
+    """
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if origin in (typing.Union, types.UnionType):
+        for arm in args:  # the arm of the value's own kind says best where it breaks
+            if _same_kind(arm, value):
+                return _mismatch(arm, value, path)
+    elif origin in (list, tuple, collections.abc.Sequence) and isinstance(value, (list, tuple)) and args:
+        item = _checker(args[0])
+        for i, v in enumerate(value):
+            if not item(v):
+                return _mismatch(args[0], v, f"{path}[{i}]")
+    elif origin is dict and isinstance(value, dict) and args:
+        key, val = _checker(args[0]), _checker(args[1])
+        for k, v in value.items():
+            if not key(k):
+                return f"{path}: key {k!r}: expected {_type_name(args[0])}, got {_value_name(k)}"
+            if not val(v):
+                return _mismatch(args[1], v, f"{path}[{k!r}]")
+    return f"{path}: expected {_type_name(expected)}, got {_value_name(value)}"
+
+
+def _same_kind(expected: Any, value: Any) -> bool:
+    """Whether `value` is the container `expected` wants (its items unchecked), or else fits it."""
+    origin = typing.get_origin(expected)
+    if origin in (list, tuple, collections.abc.Sequence):
+        return isinstance(value, (list, tuple))
+    if origin is dict:
+        return isinstance(value, dict)
+    return _checker(expected)(value)
+
+
+def _value_name(value: Any) -> str:
+    """A value's type name (str, int, list, None), or NaN, Infinity and -Infinity as JSON would spell them."""
+    if type(value) is float and value - value != 0:
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    return type(value).__name__ if value is not None else "None"
+
+
 def _type_name(expected: Any) -> str:
+    if expected is type(None):
+        return "None"
     if typing.get_origin(expected) is None and hasattr(expected, "__name__"):
         return str(expected.__name__)
-    return str(expected).replace("typing.", "")
+    return str(expected).replace("typing.", "").replace("NoneType", "None")
 
 
 def to_jsonable(value: Any, tensors: list[Tensor] | None = None) -> Any:

@@ -1,0 +1,67 @@
+"""A workflow call's arguments as JSON text, read the same way on every host.
+
+The page's arguments reach Python as JSON text (the worker writes it) and so do
+`waystation run`'s (inline, from a file or from stdin): both read it here. JSON has no NaN
+or Infinity, and the browser's JSON.stringify would quietly turn them into null, so a
+non-finite number is refused on both hosts alike, naming where it is:
+
+    classify_features(): features[0][2]: expected a finite number, got NaN (JSON has no NaN or Infinity)
+
+The worker writes the literals NaN, Infinity and -Infinity for such numbers (Python's json
+reads them), so the page gets this very error instead of a null in its data.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import ArgumentError
+
+__all__ = ["load_arguments", "non_finite_message"]
+
+
+class _NonFinite(float):
+    """A NaN or Infinity met while reading arguments, kept only to find where it was."""
+
+
+def load_arguments(function: str, text: str, *, source: str = "arguments") -> Any:
+    """Parse a call's JSON arguments; malformed JSON or a non-finite number is an ArgumentError.
+
+    `source` names the text in the message ("--args", "args.json"). Reading costs one
+    json.loads: the walk that finds a non-finite number runs only once one was seen.
+    """
+    seen: list[str] = []
+
+    def constant(name: str) -> float:
+        seen.append(name)
+        return _NonFinite(name)
+
+    try:
+        value = json.loads(text, parse_constant=constant)
+    except ValueError as exc:  # JSONDecodeError's message has the line and column
+        raise ArgumentError(f"{function}(): {source} is not valid JSON: {exc}") from None
+    if seen:
+        path, bad = _first_non_finite(value, "args" if isinstance(value, list) else "")
+        raise ArgumentError(f"{function}(): {non_finite_message(path, bad)}")
+    return value
+
+
+def non_finite_message(path: str, value: float) -> str:
+    spelled = "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    where = f"{path}: " if path else ""
+    return f"{where}expected a finite number, got {spelled} (JSON has no NaN or Infinity)"
+
+
+def _first_non_finite(value: Any, path: str) -> tuple[str, float]:
+    todo: list[tuple[str, Any]] = [(path, value)]
+    while todo:
+        where, v = todo.pop()
+        if isinstance(v, _NonFinite):
+            return where, float(v)
+        if isinstance(v, dict):
+            # reversed, so that the stack pops the first key first: the path named is the first in the text
+            todo.extend((f"{where}[{k!r}]" if where else k, x) for k, x in reversed(v.items()))
+        elif isinstance(v, list):
+            todo.extend((f"{where}[{i}]", x) for i, x in reversed(list(enumerate(v))))
+    raise AssertionError("a non-finite number was read but not found")  # pragma: no cover
