@@ -35,7 +35,7 @@ from test_sync_server import YClient, register, until
 # Seconds another user's sync round trip may take at worst during an attack: generous, as in the
 # other attack tests (the machine is shared; an idle one measures tens of milliseconds).
 SYNC_ROUND_TRIP_BOUND = 1.0
-TIMEOUT = 1.5  # the test server's WAYSTATION_RUN_TIMEOUT
+TIMEOUT = 3.0  # the test server's WAYSTATION_RUN_TIMEOUT: real calls take well under it, on a busy machine too
 
 HYBRID = b'''
 import asyncio
@@ -372,17 +372,17 @@ def test_a_call_past_its_time_answers_504_and_the_next_works(server: Server, fun
 
     def attack() -> None:
         start = time.perf_counter()
-        response = call(server, token, f"hybrid/1.0.0/{function}", {"seconds": 4 * TIMEOUT})
+        response = call(server, token, f"hybrid/1.0.0/{function}", {"seconds": TIMEOUT + 2})
         answers.append((response.status_code, time.perf_counter() - start, response.json()["error"]["code"]))
 
     assert worst_sync_round_trip_while(server, threads(attack, 1)) < SYNC_ROUND_TRIP_BOUND
     [(status, seconds, code)] = answers
     assert (status, code) == (504, "timeout")
-    assert TIMEOUT <= seconds < TIMEOUT + 2
+    assert TIMEOUT <= seconds < TIMEOUT + 1.5  # answered at the limit, not when the call ends
     start = time.perf_counter()
     assert call(server, token, "hybrid/1.0.0/echo", {"n": 2}).json()["result"] == {"twice": 4}
     assert time.perf_counter() - start < 2  # not queued behind the call still sleeping
-    time.sleep(3 * TIMEOUT)  # let a blocked thread finish before the next test counts threads
+    time.sleep(2.5)  # let a blocked thread finish before the next test counts on its threads
 
 
 def test_too_many_calls_of_one_user_get_429(server: Server, token: str) -> None:

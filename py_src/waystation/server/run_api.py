@@ -35,8 +35,8 @@ function has returned. A read-only function that writes fails with `state-error`
 function that fails leaves the documents as they were.
 
 Bounds (settings in `config`, docs/server.md): the body (`RUN_BODY_BYTES`: 413), the time of a
-call, waiting for a worker included (`RUN_TIMEOUT`: 504 `timeout`; the one load of a version is
-not counted), a user's calls at once (`RUN_PER_USER`:
+call, waiting for a worker included (`RUN_TIMEOUT`: 504 `timeout`; the one load of a version,
+and of its workflow for a user, is not counted), a user's calls at once (`RUN_PER_USER`:
 429 + Retry-After), calls waiting for a thread (`RUN_QUEUE`: 503 + Retry-After), open bundle
 versions kept warm (`RUN_OPEN_APPS`, least recently used closed first).
 
@@ -197,8 +197,8 @@ class RunService:
     async def _admitted(self, user: str, bundle: str, version: str, function: str, args: Any) -> dict[str, Any]:
         """Wait for a slot, open the version, run: the wait and the run within `run_timeout` together.
 
-        Opening a version is not timed: it happens once, for the operator's own published bundle,
-        and goes on (for the next call) even when its first caller gives up."""
+        Opening a version, and importing its workflow for a user, are not timed: each happens
+        once, for the operator's own published bundle, and its result serves the next calls."""
         assert self._slots is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.run_timeout
@@ -210,8 +210,9 @@ class RunService:
         try:
             app = await self._apps.get((bundle, version), lambda: self._open(bundle, version))
             try:
+                mine = await self._for_user(app, user)  # untimed too: once per user, like the load
                 remaining = max(deadline - loop.time(), 0.001)
-                return await asyncio.wait_for(self._call(await self._for_user(app, user), user, function, args), remaining)
+                return await asyncio.wait_for(self._call(mine, user, function, args), remaining)
             finally:
                 self._apps.release(app)
         finally:
