@@ -14,6 +14,7 @@ import argparse
 import functools
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 # Cross-origin isolation: what onnxruntime-web needs for its WASM threads (SharedArrayBuffer).
 ISOLATION = {
@@ -30,7 +31,7 @@ class Handler(SimpleHTTPRequestHandler):
     isolation = True
     # WebAssembly compiles while it streams in only when served as application/wasm; module
     # workers and imports need a JavaScript type for .mjs too.
-    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm",
+    extensions_map: ClassVar[dict[str, str]] = {**SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm",
                       ".mjs": "text/javascript", ".js": "text/javascript", ".json": "application/json"}
 
     def end_headers(self) -> None:

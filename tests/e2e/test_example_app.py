@@ -17,10 +17,10 @@ import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Page
 
-from server_process import free_port
 from waystation.runtime_export import keep_runtime
 
 from .conftest import BOOT_TIMEOUT_MS
+from server_process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "embed-widget"
