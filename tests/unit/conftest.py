@@ -3,9 +3,28 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from waystation.device.hosts import default_data_backend, default_state_backend
+
+
+@pytest.fixture(autouse=True)
+def fresh_runtime(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts with the process's runtime empty: no state documents, its own device data folder.
+
+    `ctx.state` and the events and features of an App opened without `data=` live in
+    process-wide backends (waystation.device.hosts); without this, one test would see
+    what another left there, and pass or fail by the order they ran in.
+    """
+    monkeypatch.setenv("WAYSTATION_DATA", str(tmp_path_factory.mktemp("device-data")))
+    default_state_backend.cache_clear()
+    default_data_backend.cache_clear()
+    yield
+    default_state_backend.cache_clear()
+    default_data_backend.cache_clear()
 
 
 @pytest.fixture(scope="session")

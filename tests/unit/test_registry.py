@@ -53,6 +53,7 @@ def test_publish_stores_manifest_and_chunks(registry, built):
     assert str(release) == "demo 1.0.0 on stable at 100%"
     assert registry.manifest("demo", "1.0.0") == (built["1.0.0"] / "manifest.json").read_bytes()
     manifest = Manifest.from_json(registry.manifest("demo", "1.0.0"))
+    assert manifest.chunks()
     for sha in manifest.chunks():
         assert sha in registry.chunks
     with sqlite3.connect(registry.path) as db:

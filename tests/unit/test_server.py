@@ -1,7 +1,12 @@
 """`waystation serve` on 127.0.0.1: media types, cache lifetimes, cross-origin isolation."""
 
+import sqlite3
+from contextlib import closing
+
 import httpx
 import pytest
+
+from test_sync_server import register
 
 
 @pytest.mark.parametrize(
@@ -37,5 +42,9 @@ def test_unknown_path_is_404_with_isolation_headers(server):
 
 
 def test_server_state_lives_under_data(server):
-    assert server.data.is_dir()
-    assert httpx.get(server.url + "/api/health").json()["ok"] is True
+    """What the server keeps is in SQLite under --data: the site's bundles it published at start, an account made over HTTP."""
+    user, _token = register(server)
+    with closing(sqlite3.connect(server.data / "sync.sqlite3")) as db:
+        assert db.execute("SELECT count(*) FROM sync_users WHERE name = ?", (user,)).fetchone() == (1,)
+    with closing(sqlite3.connect(server.data / "registry.sqlite3")) as db:
+        assert ("digits", "1.0.0") in db.execute("SELECT bundle, version FROM versions").fetchall()

@@ -51,7 +51,9 @@ def test_service_worker_precaches_the_shell_by_revision(site_dir):
 
 
 def test_no_file_is_loaded_from_another_origin(site_dir):
-    for path in [*site_dir.glob("*.js"), *site_dir.glob("*.html"), *site_dir.glob("sw/*.js")]:
+    files = [*site_dir.glob("*.js"), *site_dir.glob("*.html"), *site_dir.glob("sw/*.js")]
+    assert {"index.html", "waystation.js", "worker.js", "precache.js"} <= {p.name for p in files}
+    for path in files:
         assert not re.search(r"https?://(?!127\.0\.0\.1)", path.read_text()), path
 
 
@@ -61,7 +63,9 @@ def test_bundles_are_signed_by_the_key_boot_json_trusts(site_dir):
 
     keys = json.loads((site_dir / "boot.json").read_text())["trustedKeys"]
     assert [sorted(k) for k in keys] == [["alg", "id", "publicKey"]] and keys[0]["alg"] == "Ed25519"
-    for path in (site_dir / "bundles").glob("*/*/manifest.json"):
+    manifests = sorted((site_dir / "bundles").glob("*/*/manifest.json"))
+    assert {p.parent.parent.name for p in manifests} >= {"digits", "minilm", "picks"}
+    for path in manifests:
         manifest = Manifest.from_json(path.read_bytes())
         assert manifest.signature.key == keys[0]["id"]
         verify_manifest(manifest, [k["publicKey"] for k in keys])
