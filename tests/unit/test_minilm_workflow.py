@@ -30,6 +30,12 @@ def call(app, name, args=None):
     return asyncio.run(app.call(name, args))["result"]
 
 
+@pytest.fixture
+def notes(app):
+    """NOTES added to this test's empty state (tests/unit/conftest.py resets it for each test)."""
+    return call(app, "add_notes", {"texts": NOTES})
+
+
 def test_embeddings_are_unit_vectors_and_report_truncation(app):
     long_text = "offline " * 400
     out = call(app, "embed", {"texts": ["hello world", long_text]})
@@ -53,15 +59,17 @@ def test_search_finds_notes_by_meaning_and_tags_them(app):
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
 
 
-def test_relabelling_retags_every_note(app):
-    notes = call(app, "set_labels", {"labels": {"food": "food and drink", "sport": "sport and running"}})
-    tags = {n["text"]: n["tags"] for n in notes}
+def test_relabelling_retags_every_note(app, notes):
+    relabelled = call(app, "set_labels", {"labels": {"food": "food and drink", "sport": "sport and running"}})
+    assert len(relabelled) == len(notes)
+    tags = {n["text"]: n["tags"] for n in relabelled}
     assert tags[NOTES[0]] == ["food"]
     assert tags[NOTES[3]] == ["sport"]
 
 
-def test_remove_note(app):
+def test_remove_note(app, notes):
     first = call(app, "notes")[0]
+    assert first["text"] == NOTES[0]
     assert call(app, "remove_note", {"id": first["id"]}) is True
     assert first["id"] not in [n["id"] for n in call(app, "notes")]
     with pytest.raises(KeyError, match=f"no note with id '{first['id']}'"):
@@ -74,7 +82,7 @@ def test_remove_note(app):
         ("embed", {"texts": []}, ValueError, "texts is empty"),
         ("embed", {"texts": ["ok", "  "]}, ValueError, r"texts\[1\] is empty or blank"),
         ("embed", {"texts": ["x"] * 129}, ValueError, "at most 128 texts per call, got 129"),
-        ("embed", {"texts": ["ok", 3]}, ArgumentError, r"^embed\(\): texts\[1\]: expected str, got int$"),
+        ("embed", {"texts": ["ok", 3]}, ArgumentError, r"embed\(\): parameter 'texts' expects list\[str\]"),
         ("search", {"query": "x", "k": 0}, ValueError, "k must be at least 1"),
         ("search", {"query": " "}, ValueError, "query is empty"),
     ],
@@ -84,7 +92,7 @@ def test_bad_input_gets_a_clear_error(app, name, args, error, message):
         call(app, name, args)
 
 
-def test_notes_synced_in_from_another_replica_are_embedded_for_search_and_dropped_when_removed(app):
+def test_notes_synced_in_from_another_replica_are_embedded_for_search_and_dropped_when_removed(app, notes):
     from waystation.device.hosts.state_native import NativeStateBackend
     from waystation.device.state import open_state
 
