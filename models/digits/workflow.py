@@ -35,11 +35,14 @@ async def classify_features(ctx, features: list[list[float]]) -> list[dict]:
 
 
 @export
-async def probabilities(ctx, features: list[list[float]]) -> Tensor:
-    """The model's raw class probabilities, a [batch, 10] float32 tensor (a typed array in the page)."""
-    flat = [v for row in features for v in row]
-    out = await ctx.models["classifier"].run({"pixels": Tensor("float32", flat, (len(features), GRID * GRID))})
-    return out["probabilities"]
+async def probabilities(ctx, features: Tensor) -> Tensor:
+    """The model's raw class probabilities, a [batch, 10] float32 tensor (a typed array in the page).
+
+    `features` is a [batch, 64] float32 tensor: from the page a Float32Array (with its shape, as
+    {dtype, shape, data}) or nested lists, which the worker packs into one typed array; from the
+    CLI nested lists. It reaches the model without a Python float per value.
+    """
+    return (await ctx.models["classifier"].run({"pixels": features}))["probabilities"]
 
 
 @export

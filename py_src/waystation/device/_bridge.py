@@ -2,16 +2,22 @@
 
 Arguments and results cross as JSON text: one parse on each side, no proxies to leak,
 and a result that is not JSON-able fails here with a clear error instead of in postMessage.
-Tensors in a result travel beside the JSON as raw buffers (one copy into a typed array,
-then transferred to the page), not as lists of numbers.
+Tensors travel beside the JSON as raw buffers, both ways: a typed array from the page is a
+`{"$tensor": i, "dtype": ..., "shape": [...]}` placeholder in the arguments and becomes a
+`Tensor` over one copy of its bytes, never a list of Python numbers; a Tensor in a result is
+copied once into a typed array that the worker transfers to the page.
+
+`call` finishes synchronously whenever the workflow never waits on the event loop (see
+`_eager`): the worker then has its answer without a task hop.
 """
 
 from __future__ import annotations
 
 import json
-import traceback
 from typing import Any
 
+from ._eager import run_eagerly
+from .errors import error_detail
 from .runtime import App
 from .smoke import smoke_check as run_smoke_check
 from .tensor import Tensor
@@ -41,16 +47,40 @@ async def smoke_check() -> str:
         return _error(exc)
 
 
-async def call(name: str, args_json: str) -> tuple[str, list[memoryview]]:
-    """Returns the reply as JSON text and the buffers of the tensors it refers to."""
+def call(name: str, args_json: str, buffers: Any = None) -> Any:
+    """The reply as JSON text and the buffers of the tensors it refers to, or an awaitable of them.
+
+    `buffers` holds the typed arrays the arguments' tensor placeholders refer to.
+    """
+    return run_eagerly(_call(name, args_json, buffers))
+
+
+async def _call(name: str, args_json: str, buffers: Any) -> tuple[str, list[memoryview]]:
     if _app is None:
         return _error(RuntimeError("no bundle is open")), []
     tensors: list[Tensor] = []
     try:
-        reply = await _app.call(name, json.loads(args_json), tensors=tensors)
+        args = _with_tensors(json.loads(args_json), buffers)
+        reply = await _app.call(name, args, tensors=tensors)
         return json.dumps({"ok": True, **reply}, allow_nan=False), [t.data for t in tensors]
     except Exception as exc:  # every failure reaches the page as a rejected promise
         return _error(exc), []
+
+
+def _with_tensors(args: Any, buffers: Any) -> Any:
+    """Arguments with each top-level tensor placeholder replaced by a Tensor over its buffer."""
+    if not buffers:
+        return args
+    views = [b.to_memoryview() for b in buffers]  # one copy each, into Python memory
+
+    def revive(value: Any) -> Any:
+        if isinstance(value, dict) and "$tensor" in value:
+            return Tensor(value["dtype"], views[value["$tensor"]], value["shape"])
+        return value
+
+    if isinstance(args, dict):
+        return {k: revive(v) for k, v in args.items()}
+    return [revive(v) for v in args]
 
 
 def close() -> None:
@@ -61,6 +91,7 @@ def close() -> None:
 
 
 def _error(exc: BaseException) -> str:
-    detail: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc)}
-    detail["traceback"] = "".join(traceback.format_exception(exc, limit=-3))
+    """The error reply: its code (errors.error_code, the page's `e.name`), message, Python type and traceback apart."""
+    detail: dict[str, Any] = error_detail(exc)
+    detail["type"] = detail["code"]  # what the worker read before `code` existed
     return json.dumps({"ok": False, "error": detail})

@@ -110,7 +110,10 @@ class App:
         host = host or default_host()
         models: dict[str, Model] = {}
         for name, model in manifest.models.items():
-            session = await host.load_model(_read(root / model.file), label=f"{manifest.name}/{name}")
+            label = f"{manifest.name}/{name}"
+            session = await host.preloaded_model(str(root / model.file), label=label)
+            if session is None:
+                session = await host.load_model(_read(root / model.file), label=label)
             models[name] = Model(name, session)
         module_name = f"waystation_bundle_{manifest.name}_{next(_module_ids)}"
         workflow = Workflow.load(root / manifest.workflow, module_name)
@@ -137,6 +140,7 @@ class App:
             "name": self.manifest.name,
             "version": self.manifest.version,
             "functions": self.workflow.describe(),
+            "tensorParams": self.workflow.tensor_params(),
             "offload": self.workflow.offload(),
             "models": {name: m.describe() for name, m in self.models.items()},
         }

@@ -29,7 +29,7 @@ from .errors import ArgumentError, NoSuchFunctionError, WorkflowError, mark_rais
 from .log import calling
 from .tensor import Tensor
 
-__all__ = ["OFFLOAD_POLICIES", "Workflow", "export", "offload_policy", "to_jsonable"]
+__all__ = ["OFFLOAD_POLICIES", "Workflow", "export", "offload_policy", "tensor_params", "to_jsonable"]
 
 _EXPORT_ATTR = "__waystation_export__"
 _OFFLOAD_ATTR = "__waystation_offload__"
@@ -121,6 +121,10 @@ class Workflow:
         """{function name: its parameter names}, for `app.functions` in the page."""
         return {name: list(inspect.signature(fn).parameters)[1:] for name, fn in self.functions.items()}
 
+    def tensor_params(self) -> dict[str, dict[str, str]]:
+        """{function name: {parameter: dtype}} for parameters that take tensors, so the page can send typed arrays."""
+        return {name: params for name, fn in self.functions.items() if (params := tensor_params(fn))}
+
     def offload(self) -> dict[str, dict[str, Any]]:
         """{function name: its offload policy} (see `export`), for the page and the server alike."""
         return {name: offload_policy(fn) for name, fn in self.functions.items()}
@@ -162,11 +166,43 @@ def _bind(name: str, fn: Callable[..., Any], ctx: Any, args: Any) -> inspect.Bou
         bound = sig.bind(ctx, **args) if isinstance(args, dict) else sig.bind(ctx, *args)
     except TypeError as exc:
         raise ArgumentError(f"{name}(): {exc}") from None
+    _pack_tensors(name, fn, bound)
     for param, value in bound.arguments.items():
         check = checks.get(param)
         if check is not None and not check[0](value):
             raise ArgumentError(f"{name}(): {_mismatch(check[1], value, param)}")
     return bound
+
+
+def _pack_tensors(name: str, fn: Callable[..., Any], bound: inspect.BoundArguments) -> None:
+    """A nested list given to a parameter that takes a Tensor becomes one (the page sends typed arrays)."""
+    for param, dtype in tensor_params(fn).items():
+        value = bound.arguments.get(param)
+        if isinstance(value, (list, tuple)):
+            try:
+                bound.arguments[param] = Tensor(dtype, value)
+            except ArgumentError as exc:
+                raise ArgumentError(f"{name}(): {param}: {exc}") from None
+        elif isinstance(value, Tensor) and value.dtype != dtype:
+            raise ArgumentError(f"{name}(): {param}: expected a {dtype} tensor, got {value.dtype}")
+
+
+@functools.cache
+def tensor_params(fn: Callable[..., Any]) -> dict[str, str]:
+    """{parameter: dtype} for the parameters annotated `Tensor` (float32) or `Annotated[Tensor, "int64"]`."""
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:
+        return {}
+    found = {}
+    for param in list(inspect.signature(fn).parameters)[1:]:
+        hint = hints.get(param)
+        if hint is Tensor:
+            found[param] = "float32"
+        elif typing.get_origin(hint) is typing.Annotated and typing.get_args(hint)[0] is Tensor:
+            dtypes = [a for a in typing.get_args(hint)[1:] if isinstance(a, str)]
+            found[param] = dtypes[0] if dtypes else "float32"
+    return found
 
 
 @functools.cache
