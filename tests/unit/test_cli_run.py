@@ -64,6 +64,8 @@ def test_arguments_inline_from_a_file_and_from_stdin(bundle: Path, tmp_path: Pat
      "error: invalid-argument: total(): options['k']: expected int, got float"),
     (["total", "--args", '{"rows": [[1, NaN]]}'], 2,
      "error: invalid-argument: total(): rows[0][1]: expected a finite number, got NaN (JSON has no NaN or Infinity)"),
+    (["total", "--args", '{"rows": [[1e999]]}'], 2,
+     "error: invalid-argument: total(): rows[0][0]: expected a finite number, got Infinity (JSON has no NaN or Infinity)"),
     (["total", "--args", '{"rows": [[1,\n 2,]]}'], 2,
      "error: invalid-argument: total(): --args is not valid JSON: Expecting value: line 2 column 4 (char 17)"),
     (["total", "--args", "@/nonexistent/rows.json"], 2,

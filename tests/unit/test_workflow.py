@@ -127,9 +127,16 @@ def test_json_arguments_refuse_non_finite_numbers_and_bad_json_naming_where(text
     assert str(raised.value).startswith(message)
 
 
+def test_typed_arguments_refuse_a_number_that_overflows():
+    with pytest.raises(ArgumentError, match=re.escape("grid(): rows[0][1]: expected a finite number, got Infinity")):
+        load_arguments("grid", '{"rows": [[1.5e308, 1e999]]}', typed=True)
+
+
 def test_json_arguments_read_as_json_reads_them():
-    text = '{"rows": [[1, 2.5, -0.0, 1e300]], "options": {"k": [3]}}'
-    assert load_arguments("grid", text) == {"rows": [[1, 2.5, -0.0, 1e300]], "options": {"k": [3]}}
+    text = '{"rows": [[1, 2.5, -0.0, 1e300, 1.7976931348623157e+308]], "options": {"k": [3]}}'
+    for typed in (False, True):
+        assert load_arguments("grid", text, typed=typed) == {"rows": [[1, 2.5, -0.0, 1e300, 1.7976931348623157e308]],
+                                                             "options": {"k": [3]}}
 
 
 def test_the_path_search_does_not_run_on_the_happy_path(workflow, monkeypatch):

@@ -14,6 +14,8 @@ reads them), so the page gets this very error instead of a null in its data.
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from .errors import ArgumentError
@@ -21,15 +23,21 @@ from .errors import ArgumentError
 __all__ = ["load_arguments", "non_finite_message"]
 
 
+# An exponent of three digits or more: the only way a JSON number can overflow to Infinity.
+_EXPONENT = re.compile(r"[eE][+]?[0-9]{3}")
+
+
 class _NonFinite(float):
     """A NaN or Infinity met while reading arguments, kept only to find where it was."""
 
 
-def load_arguments(function: str, text: str, *, source: str = "arguments") -> Any:
+def load_arguments(function: str, text: str, *, source: str = "arguments", typed: bool = False) -> Any:
     """Parse a call's JSON arguments; malformed JSON or a non-finite number is an ArgumentError.
 
     `source` names the text in the message ("--args", "args.json"). Reading costs one
-    json.loads: the walk that finds a non-finite number runs only once one was seen.
+    json.loads: the walk that finds a non-finite number runs only once one was seen. `typed`
+    text (a person's, not JSON.stringify's) may also overflow, as 1e999 does: it is scanned
+    for such exponents too (a regex pass, some 5 ms per MB).
     """
     seen: list[str] = []
 
@@ -37,8 +45,16 @@ def load_arguments(function: str, text: str, *, source: str = "arguments") -> An
         seen.append(name)
         return _NonFinite(name)
 
+    def number(spelled: str) -> float:  # only when the text has an exponent of 3 digits: 1e999 is Infinity too
+        value = float(spelled)
+        if math.isfinite(value):
+            return value
+        seen.append(spelled)
+        return _NonFinite(value)
+
+    huge = typed and _EXPONENT.search(text) is not None
     try:
-        value = json.loads(text, parse_constant=constant)
+        value = json.loads(text, parse_constant=constant, parse_float=number if huge else None)
     except ValueError as exc:  # JSONDecodeError's message has the line and column
         raise ArgumentError(f"{function}(): {source} is not valid JSON: {exc}") from None
     if seen:
