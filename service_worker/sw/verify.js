@@ -5,7 +5,7 @@
 
 import { UpdateError } from "./errors.js";
 
-export { canonicalJson, parseManifest, sha256Hex, verifySignature };
+export { canonicalJson, parseManifest, prepareKeys, sha256Hex, verifySignature };
 
 /**
  * @typedef {{path: string, size: number, sha256: string, chunks: [string, number][]}} FileEntry
@@ -98,18 +98,47 @@ async function verifySignature(manifest, trustedKeys) {
   if (!signature || signature.alg !== "Ed25519" || typeof signature.value !== "string") throw refuse("it carries no Ed25519 signature");
   const trusted = trustedKeys.find((k) => k.id === signature.key && k.alg === "Ed25519");
   if (!trusted) throw refuse(`it is signed by key ${signature.key}, which this app does not trust (trusted: ${trustedKeys.map((k) => k.id).join(", ") || "none"})`);
-  const raw = fromBase64(trusted.publicKey);
-  if ((await sha256Hex(raw)).slice(0, 16) !== trusted.id) throw refuse(`trusted key ${trusted.id} in boot.json does not match its id`);
   const { signature: _, ...unsigned } = manifest;
   const payload = new TextEncoder().encode(canonicalJson(unsigned));
+  const key = await importKey(trusted).catch((err) => { throw refuse(err.message); });
   let ok = false;
   try {
-    const key = await crypto.subtle.importKey("raw", raw, { name: "Ed25519" }, false, ["verify"]);
     ok = await crypto.subtle.verify({ name: "Ed25519" }, key, fromBase64(signature.value), payload);
   } catch (err) {
     throw refuse(`its signature cannot be checked (${/** @type {Error} */ (err).message})`);
   }
   if (!ok) throw refuse(`its signature does not verify with key ${signature.key}: the manifest was changed after it was signed`);
+}
+
+/** @type {Map<string, Promise<CryptoKey>>} each trusted key, checked against its id and imported once */
+const imported = new Map();
+
+/**
+ * Check and import `trustedKeys` ahead of the first manifest (a worker does it while Python
+ * boots): the check of a manifest is then one verify.
+ * @param {TrustedKey[]} trustedKeys
+ */
+function prepareKeys(trustedKeys) {
+  for (const key of trustedKeys) if (key.alg === "Ed25519") importKey(key).catch(() => {});
+}
+
+/** @param {TrustedKey} trusted @returns {Promise<CryptoKey>} */
+function importKey(trusted) {
+  const cacheKey = `${trusted.id}:${trusted.publicKey}`;
+  let key = imported.get(cacheKey);
+  if (!key) {
+    key = (async () => {
+      const raw = fromBase64(trusted.publicKey);
+      if ((await sha256Hex(raw)).slice(0, 16) !== trusted.id) throw new Error(`trusted key ${trusted.id} in boot.json does not match its id`);
+      try {
+        return await crypto.subtle.importKey("raw", raw, { name: "Ed25519" }, false, ["verify"]);
+      } catch (err) {
+        throw new Error(`its signature cannot be checked (${/** @type {Error} */ (err).message})`);
+      }
+    })();
+    imported.set(cacheKey, key);
+  }
+  return key;
 }
 
 function fromBase64(/** @type {string} */ text) {
