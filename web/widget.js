@@ -204,7 +204,7 @@ class WaystationApp extends HTMLElement {
   /** The update the device can move to (`update()`), or null. */
   get updateReady() { return this.#updateReady; }
 
-  /** The running bundle version. */
+  /** The running bundle version. @returns {string | null} */
   get version() { return this.#app?.version ?? null; }
 
   // ---- methods ----------------------------------------------------------------------------
@@ -501,14 +501,15 @@ class WaystationApp extends HTMLElement {
     bar.hidden = progressText.hidden = !progress;
     if (!progress) return;
     const { loaded, total } = progress;
-    if (typeof loaded === "number" && typeof total === "number" && total > 0) {
+    const bytes = typeof loaded === "number" && typeof total === "number" && total > 0;
+    if (bytes) {
       bar.max = total;
       bar.value = Math.min(loaded, total);
-      progressText.textContent = `${kib(loaded)} of ${kib(total)}`;
     } else {
       bar.removeAttribute("value"); // indeterminate
-      progressText.textContent = progress.message ?? progress.stage;
     }
+    // The install's own words when it has them (they say what is waiting for the network, too).
+    progressText.textContent = progress.message ?? (bytes ? `${kib(loaded)} of ${kib(total)}` : progress.stage);
     this.#emit("progress", progress);
   }
 
