@@ -21,7 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 __all__ = ["CONTENT_SECURITY_POLICY", "ISOLATION_HEADERS", "SECURITY_HEADERS", "SecurityHeaders"]
 
 # COOP + COEP make the page cross-origin isolated, which onnxruntime-web needs for WASM
-# threads (it silently runs single-threaded otherwise: onnxruntime #9681).
+# threads: SharedArrayBuffer exists only there, and without it onnxruntime-web silently runs
+# single-threaded (see docs/architecture.md, facts about the environment).
 ISOLATION_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
