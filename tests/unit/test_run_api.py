@@ -84,6 +84,10 @@ def sneaky_write(ctx, text: str) -> int:
     ctx.state("notes").list("items").append(text)
     return 1
 
+@export(offload="allowed")
+def not_a_number(ctx) -> float:
+    return float("nan")
+
 _seen = []  # a module-level cache, as workflows keep them: per user on the server, as per device
 
 @export(offload="allowed")
@@ -425,6 +429,12 @@ def test_an_exception_inside_the_workflow_is_its_error(server: Server, bundles: 
     local = native(bundles["hybrid"], "boom", {})
     assert without_traceback(answers[0].json()["error"]) == without_traceback(local["error"])
     assert "boom: the workflow failed on purpose" in answers[0].json()["error"]["traceback"]
+
+
+def test_a_result_that_is_not_json_is_the_functions_error(server: Server, token: str) -> None:
+    response = call(server, token, "hybrid/1.0.0/not_a_number", {})
+    assert response.status_code == 500
+    assert "the result is not JSON" in response.json()["error"]["message"]
 
 
 def test_a_version_not_published_is_a_404(server: Server, token: str) -> None:

@@ -73,7 +73,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..device._bridge import _error as bridge_error
@@ -151,19 +151,19 @@ class RunService:
         described = {key: info[key] for key in ("name", "version", "functions", "offload")}
         return JSONResponse(described, headers={"Cache-Control": "no-store"})
 
-    async def endpoint(self, request: Request) -> JSONResponse:
+    async def endpoint(self, request: Request) -> Response:
         try:
             user = await self._user(request)
             bundle, version, function = _names(request, "bundle", "version", "function")
             args = _args(await request.body())
-            reply = await self.run(user, bundle, version, function, args)
+            body = await self.run(user, bundle, version, function, args)
         except RunError as exc:
             return _refusal(exc)
         except Exception as exc:  # a version that fails to open: said as the worker says it, not a bare 500
             log.exception("run: %s failed", request.url.path)
-            reply = dict(json.loads(bridge_error(exc)))
-        status = 200 if reply["ok"] else _STATUS.get(reply["error"].get("code", ""), 500)
-        return JSONResponse(reply, status_code=status, headers={"Cache-Control": "no-store"})
+            body = bridge_error(exc).encode()
+        return Response(body, status_code=_status(body), media_type="application/json",
+                        headers={"Cache-Control": "no-store"})
 
     async def _user(self, request: Request) -> str:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -172,8 +172,8 @@ class RunService:
             raise RunError("unauthorized", "sign in: Authorization: Bearer TOKEN is missing, unknown, revoked or expired")
         return session.user
 
-    async def run(self, user: str, bundle: str, version: str, function: str, args: Any) -> dict[str, Any]:
-        """Run one call for `user` within every bound; the reply as the page gets it."""
+    async def run(self, user: str, bundle: str, version: str, function: str, args: Any) -> bytes:
+        """Run one call for `user` within every bound; the reply as the page gets it (JSON bytes)."""
         config = self.config
         if self._per_user.get(user, 0) >= config.run_per_user:
             raise RunError("rate-limited", f"{user} has {config.run_per_user} calls running already "
@@ -194,7 +194,7 @@ class RunService:
             if not self._per_user[user]:
                 del self._per_user[user]
 
-    async def _admitted(self, user: str, bundle: str, version: str, function: str, args: Any) -> dict[str, Any]:
+    async def _admitted(self, user: str, bundle: str, version: str, function: str, args: Any) -> bytes:
         """Wait for a slot, open the version, run: the wait and the run within `run_timeout` together.
 
         Opening a version, and importing its workflow for a user, are not timed: each happens
@@ -273,7 +273,7 @@ class RunService:
                 raise
         return folder
 
-    async def _call(self, app: App, user: str, function: str, args: Any) -> dict[str, Any]:
+    async def _call(self, app: App, user: str, function: str, args: Any) -> bytes:
         policy = app.workflow.offload().get(function)
         if policy is not None and policy["offload"] == "never":
             raise RunError("offload-refused", f"{app.manifest.name} {app.version} {function}() is declared "
@@ -281,19 +281,22 @@ class RunService:
         states = _RoomStates(user, self.rooms, asyncio.get_running_loop())
         tensors: list[Tensor] = []
 
-        async def call() -> dict[str, Any]:
+        async def call() -> bytes:  # on the worker thread, encoding included: a large result never holds the loop
             reply = await app.call(function, args, tensors=tensors, states=states)
             states.check_writes(function, allowed=bool(policy and policy["writes_state"]))
-            return reply
+            encoded = [base64.b64encode(t.data).decode("ascii") for t in tensors]
+            try:  # allow_nan=False, as the worker's reply: a NaN result is the function's error
+                return json.dumps({"ok": True, **reply, "ranOn": "server", "tensors": encoded}, allow_nan=False).encode()
+            except ValueError as exc:
+                raise ValueError(f"the result is not JSON: {exc}") from None
 
         try:
             try:
-                reply = await self._workers.run(call)
+                body = await self._workers.run(call)
             except Exception as exc:  # the function's failure: the worker's reply, as the device gives it
-                return dict(json.loads(bridge_error(exc)))
+                return bridge_error(exc).encode()
             await states.apply()
-            encoded = [base64.b64encode(t.data).decode("ascii") for t in tensors]
-            return _finite({"ok": True, **reply, "ranOn": "server", "tensors": encoded})
+            return body
         finally:
             states.leave()
 
@@ -343,13 +346,12 @@ def _args(body: bytes) -> Any:
     return parsed.get("args")
 
 
-def _finite(reply: dict[str, Any]) -> dict[str, Any]:
-    """The reply, checked to be JSON (the worker's `allow_nan=False`): a NaN result is the function's error."""
-    try:
-        json.dumps(reply, allow_nan=False)
-    except ValueError as exc:
-        return dict(json.loads(bridge_error(ValueError(f"the result is not JSON: {exc}"))))
-    return reply
+def _status(body: bytes) -> int:
+    """200 for a result; for an error, the status of its code (its start is enough to read it)."""
+    if body.startswith(b'{"ok": true'):
+        return 200
+    error = json.loads(body).get("error", {})
+    return _STATUS.get(error.get("code", ""), 500)
 
 
 def _refusal(exc: RunError) -> JSONResponse:
