@@ -148,7 +148,7 @@ def test_an_onnx_model_the_checker_refuses_is_named(source, tmp_path):
 
 
 @pytest.mark.parametrize(("old", "new", "message"), [
-    ("x = { dtype", "xs = { dtype", "the model has no input 'xs'; did you mean 'x'?; its inputs: x float32 [1, N]"),
+    ("x = { dtype", "xs = { dtype", "the model has no input 'xs' (did you mean 'x'?); its inputs: x float32 [1, N]"),
     ('dtype = "float32"', 'dtype = "int64"', "input 'x' is int64, the model takes float32"),
     ("shape = [1, 3]", "shape = [3]", "input 'x' has shape [3], the model takes [1, N]"),
     ("shape = [1, 3]", "shape = [2, 3]", "input 'x' has shape [2, 3], the model takes [1, N]"),

@@ -161,7 +161,8 @@ def _sample_problems(model: Any, sample: dict[str, Any]) -> list[str]:
     problems = []
     for given in sample:
         if given not in inputs:
-            problems.append(f"the model has no input {given!r}{did_you_mean(given, inputs)}; its inputs: {described}")
+            hint = did_you_mean(given, inputs).removeprefix("; ")
+            problems.append(f"the model has no input {given!r}{f' ({hint})' if hint else ''}; its inputs: {described}")
     for input_name, tensor in inputs.items():
         spec = sample.get(input_name)
         if spec is None:
