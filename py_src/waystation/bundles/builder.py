@@ -175,6 +175,8 @@ def manifest_text(data: dict[str, Any]) -> str:
 
 def _recipe_output(source: BundleSource, progress: Callable[[str], None]) -> Path:
     """Run the recipe once per source fingerprint; rebuilding a model is the slow part."""
+    if source.recipe is None:
+        return source.root  # nothing is made: every file comes from the folder, and nothing is cached
     out = cache_dir() / "recipes" / f"{source.root.name}-{source.fingerprint()[:16]}"  # variants share it
     if (out / ".complete").exists():
         return out
