@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -39,29 +40,42 @@ for (const type of ["progress", "ready", "error", "offlinechange"]) {
 
 
 @pytest.fixture(scope="module")
-def app_url(site_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The example app's static folder (its files + the runtime under waystation/), served by its serve.py."""
+def static_folder(site_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example app's static folder: its own files, and the runtime under waystation/."""
     static = tmp_path_factory.mktemp("acme") / "static"
-    shutil.copytree(EXAMPLE, static, ignore=shutil.ignore_patterns("serve.py", ".gitignore", "waystation"))
+    shutil.copytree(EXAMPLE, static, ignore=shutil.ignore_patterns("serve.py", ".gitignore", "README.md", "waystation"))
     shutil.copytree(site_dir, static / "waystation")
     keep_runtime(ROOT, static / "waystation", progress=lambda _m: None)
+    return static
+
+
+@contextmanager
+def example_server(static: Path, *flags: str) -> Iterator[str]:
+    """The example's serve.py on a free port; yields its URL."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, str(EXAMPLE / "serve.py"), "--port", str(port), "--directory", str(static)],
-                              stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            httpx.get(url + "/", timeout=1)
-            break
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                server.terminate()
-                raise
-            time.sleep(0.05)
-    yield url
-    server.terminate()
-    server.wait(timeout=10)
+    server = subprocess.Popen([sys.executable, str(EXAMPLE / "serve.py"), "--port", str(port), "--directory", str(static),
+                               *flags], stdout=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(url + "/", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def app_url(static_folder: Path) -> Iterator[str]:
+    with example_server(static_folder) as url:
+        yield url
 
 
 def open_app(context: BrowserContext, url: str) -> Page:
@@ -153,3 +167,15 @@ def test_widget_shows_an_error_for_a_bundle_that_does_not_exist(context: Browser
     rejected = page.evaluate("document.getElementById('missing').ready.then(() => null, (e) => e.name)")
     assert rejected == name
     assert page.get_attribute(WIDGET, "state") == "ready"  # the other widget is untouched
+
+
+def test_without_isolation_headers_the_widget_works_on_one_thread(context: BrowserContext, static_folder: Path) -> None:
+    """serve.py --no-isolation: no COOP/COEP, so no SharedArrayBuffer; the bundle still opens and answers."""
+    with example_server(static_folder, "--no-isolation") as url:
+        assert "Cross-Origin-Embedder-Policy" not in httpx.get(url + "/").headers
+        page = open_app(context, url)
+        assert page.evaluate("crossOriginIsolated") is False
+        page.click("#classify")
+        page.wait_for_selector("#answer[data-digit]")
+        label = page.evaluate("document.getElementById('digits').call('samples').then((s) => s[0].label)")
+        assert page.get_attribute("#answer", "data-digit") == str(label)
