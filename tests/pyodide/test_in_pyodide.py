@@ -38,6 +38,10 @@ def native(digits: Path):
     app.close()
 
 
+def test_every_check_ran_in_pyodide(pyodide_results):
+    assert NAMES and sorted(pyodide_results) == sorted(NAMES)  # none missed by the parametrisation below
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_check_passes_in_pyodide(pyodide_results, name):
     result = pyodide_results[name]
@@ -47,8 +51,8 @@ def test_check_passes_in_pyodide(pyodide_results, name):
 def test_workflow_answers_match_cpython(pyodide_results, native):
     browser = pyodide_results["check_classify_samples"]["value"]
     cpython = asyncio.run(native.call("classify_features", {"features": browser["features"]}))["result"]
-    assert [r["digit"] for r in browser["results"]] == [r["digit"] for r in cpython]
-    for b, c in zip(browser["results"], cpython):
+    assert browser["results"] and [r["digit"] for r in browser["results"]] == [r["digit"] for r in cpython]
+    for b, c in zip(browser["results"], cpython, strict=True):
         assert [t["digit"] for t in b["top"]] == [t["digit"] for t in c["top"]]
         assert all(math.isclose(x["p"], y["p"], abs_tol=1e-5) for x, y in zip(b["top"], c["top"]))
 

@@ -2,4 +2,6 @@
 
 import sys
 
+__all__ = ["IN_PYODIDE"]
+
 IN_PYODIDE = sys.platform == "emscripten"

@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable
 from functools import cached_property
 
+__all__ = ["ASTRAL", "CharSet", "Pattern", "Span", "class_body", "has_astral", "parse", "split_planes"]
+
 Span = tuple[int, int]
 Pattern = re.Pattern[str]
 

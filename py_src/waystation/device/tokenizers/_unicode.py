@@ -7,6 +7,8 @@ with Rust's std (Unicode 17), while CPython 3.11 ships Unicode 14 and 3.14 ships
 Ranges are inclusive, in hex. Do not edit by hand.
 """
 
+__all__ = ["NONSPACING_MARKS", "PUNCTUATION", "REMOVED", "UNSTABLE", "UNSTABLE_LOWER", "WHITESPACE"]
+
 # Removed by clean_text: NUL, U+FFFD and the crate's Cc/Cf/Co/Cs, except tab, LF and CR.
 # (Lone surrogates cannot reach Rust at all; here they go the way of the crate's Cs.)
 REMOVED = """

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from .errors import ProtocolError
 
+__all__ = ["Reader"]
+
 _MAX_VAR_UINT = 2**53 - 1  # lib0 reads var uints into JS numbers
 
 
