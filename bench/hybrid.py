@@ -60,6 +60,7 @@ def main() -> None:
               f"{args.seconds:g} s each")
         print("| RUN_WORKERS | calls/s | sentences/s | p50 ms | p99 ms | max ms | errors | server CPU |")
         print("|---|---|---|---|---|---|---|---|")
+        print(in_process(bundle, args), flush=True)
         for workers in args.workers:
             data = work / f"data-{workers}"
             Registry(data).publish(bundle, "stable")
@@ -69,6 +70,31 @@ def main() -> None:
                 print(measure(server, f"minilm/{built.name}/embed", args), flush=True)
             finally:
                 server.stop()
+
+
+def in_process(bundle: Path, args: argparse.Namespace) -> str:
+    """The same calls on the native host in this process, one at a time: the work itself, no HTTP."""
+    import asyncio
+
+    from waystation.device import App
+
+    async def run() -> str:
+        app = await App.open(bundle)
+        texts = (SENTENCES * (args.texts // len(SENTENCES) + 1))[: args.texts]
+        await app.call("embed", {"texts": texts})
+        latencies: list[float] = []
+        began = time.perf_counter()
+        while time.perf_counter() < began + args.seconds / 2:
+            start = time.perf_counter()
+            await app.call("embed", {"texts": texts})
+            latencies.append((time.perf_counter() - start) * 1000)
+        elapsed = time.perf_counter() - began
+        app.close()
+        ms = sorted(latencies)
+        return (f"| in process, 1 caller | {len(ms) / elapsed:.1f} | {len(ms) * args.texts / elapsed:.1f} | "
+                f"{statistics.median(ms):.0f} | {ms[min(len(ms) - 1, int(0.99 * len(ms)))]:.0f} | {ms[-1]:.0f} | 0 | |")
+
+    return asyncio.run(run())
 
 
 def measure(server: Server, path: str, args: argparse.Namespace) -> str:
