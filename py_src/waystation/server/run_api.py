@@ -23,8 +23,9 @@ user's data, as on that user's device, never another's. `ctx.events` and `ctx.fe
 device's own tables: on the server they raise `DataError`.
 
 Only a function whose workflow declares `@export(offload="allowed")` or `"on-low-confidence"`
-runs here: "never" (the default) is refused with 403 `offload-refused` (the page never sends it
-either: the policy is enforced at both ends).
+runs here (the server cannot see the device's answer, so "only when unsure" is the page's rule);
+"never" (the default) is refused with 403 `offload-refused` (the page never sends it either: the
+policy is enforced at both ends).
 
 Who may run: a signed-in user (a sync account token). A per-app key was the alternative; a key
 shipped inside a page is public, so it would identify no one, and the limits and state below
@@ -300,9 +301,6 @@ class RunService:
         finally:
             states.leave()
 
-    def close(self) -> None:
-        self._apps.clear()
-
 
 def _awaitable(work: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
     async def run() -> Any:
@@ -464,10 +462,6 @@ class _OpenApps:
             self._evicted.discard(id(app))
             app.close()
 
-    def clear(self) -> None:
-        for app in self._open.values():
-            app.close()
-        self._open.clear()
 
 
 class _SilentClient(Client):
