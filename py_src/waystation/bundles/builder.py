@@ -207,10 +207,12 @@ def _file_entries(root: Path, names: list[str], bar: BarFactory) -> list[dict[st
 
 
 def _model_entry(root: Path, model: dict[str, Any]) -> dict[str, Any]:
-    """A model's manifest entry: its file, schema, and the sample its smoke check feeds it (if declared)."""
+    """A model's manifest entry: its file, schema, the sample its smoke check feeds it and where it may run (if declared)."""
     entry = {"file": model["file"], **model_schema(root / model["file"])}
     if "sample" in model:
         entry["sample"] = model["sample"]
+    if "execution" in model:  # absent means ["wasm"]: a manifest without it is what it was before the key
+        entry["execution"] = list(model["execution"])
     return entry
 
 

@@ -24,7 +24,8 @@ run it. Each file lists its content-defined chunks in order: SHA-256 hex of the 
 and its size; they cover the file exactly, and are fetched from `chunks/<sha256>`. A model's
 optional `sample` is the input its smoke check feeds it before a new version becomes active on
 a device (`waystation.device.smoke`): per input a dtype, a concrete shape, and the integer
-every element is set to.
+every element is set to. A model's optional `execution` lists where it may run on a device, e.g.
+["webgpu", "wasm"] (absent: WASM only; web/execution.js chooses).
 
 Canonical JSON, the bytes that are signed (`canonical_json`, `Manifest.payload`):
 the manifest without its `signature` field, serialised with object keys sorted, no
@@ -62,6 +63,8 @@ _SAFE_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _KEY_ID = re.compile(r"[0-9a-f]{16}")
 _JSON_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+# The execution providers a model may declare (web/execution.js chooses among them on the device).
+_EXECUTION_PROVIDERS = ("webgpu", "wasm")
 _KNOWN = {"format", "name", "version", "parent", "runtime", "workflow", "files", "models", "description", "signature"}
 
 
@@ -84,11 +87,16 @@ class ModelEntry:
     outputs: list[dict[str, Any]]
     #: {input name: {"dtype", "shape", "fill"}}: the smoke check's input, when the bundle declares one.
     sample: dict[str, dict[str, Any]] | None = None
+    #: Where the model may run on a device, in order of preference (bundle.toml `execution`):
+    #: e.g. ["webgpu", "wasm"]; None when not declared, which means ["wasm"] (web/execution.js).
+    execution: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"file": self.file, "opset": self.opset, "inputs": self.inputs, "outputs": self.outputs}
         if self.sample is not None:
             data["sample"] = self.sample
+        if self.execution is not None:
+            data["execution"] = self.execution
         return data
 
 
@@ -306,7 +314,15 @@ def _model(name: Any, item: Any, files: dict[str, FileEntry]) -> ModelEntry:
         inputs=list(item.get("inputs", [])),
         outputs=list(item.get("outputs", [])),
         sample=_sample(name, item["sample"]) if "sample" in item else None,
+        execution=_execution(name, item["execution"]) if "execution" in item else None,
     )
+
+
+def _execution(model: Any, item: Any) -> list[str]:
+    known = _EXECUTION_PROVIDERS
+    if not isinstance(item, list) or not item or not all(p in known for p in item) or len(set(item)) != len(item):
+        raise BundleError(f"manifest model {model!r} execution must list each of {list(known)} at most once, got {item!r}")
+    return list(item)
 
 
 def _sample(model: Any, item: Any) -> dict[str, dict[str, Any]]:
