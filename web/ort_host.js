@@ -14,7 +14,31 @@ export { makeOrtHost };
 function makeOrtHost(ort, { executionProviders = ["wasm"] } = {}) {
   /** @type {Map<string, Promise<any>>} sessions started from verified bytes, by file path */
   const preloaded = new Map();
+  /** @type {WeakMap<object, any>} the onnxruntime-web build of each preloaded session: its inputs are that build's tensors */
+  const builds = new WeakMap();
   const options = () => ({ executionProviders, graphOptimizationLevel: "all" });
+  /** @type {Promise<unknown>} WebGPU sessions are created one at a time: onnxruntime-web refuses a second meanwhile */
+  let webgpuTurn = Promise.resolve();
+
+  /**
+   * A session of `model` where `where` says; its build remembered for `run`.
+   * @typedef {{ort?: any | Promise<any>, executionProviders?: string[]}} Where
+   * @param {Uint8Array} model @param {Where} where
+   */
+  function start(model, where) {
+    const providers = where.executionProviders ?? executionProviders;
+    const create = async () => {
+      const build = await (where.ort ?? ort);
+      const created = await build.InferenceSession.create(model, { ...options(), executionProviders: providers });
+      builds.set(created, build);
+      return created;
+    };
+    if (!providers.includes("webgpu")) return create();
+    const session = webgpuTurn.then(create);
+    webgpuTurn = session.catch(() => {});
+    return session;
+  }
+
   return {
     executionProviders,
 
@@ -26,10 +50,22 @@ function makeOrtHost(ort, { executionProviders = ["wasm"] } = {}) {
     /**
      * Start a session for the model file at `path` (its FS path once the bundle is open).
      * A failure surfaces when Python takes the session, as that model's load error.
+     * `on` runs it elsewhere than the host's defaults: on another build of onnxruntime-web (the
+     * WebGPU one, imported once web/execution.js chose it) with other execution providers, and
+     * `otherwise` where it runs when that fails (a model with operators the WebGPU build lacks:
+     * it has none of ai.onnx.ml), after telling `onFallback` why.
      * @param {string} path @param {Uint8Array} model
+     * @param {Where & {otherwise?: Where, onFallback?: (err: Error) => void}} [on]
      */
-    preload(path, model) {
-      const session = ort.InferenceSession.create(model, options());
+    preload(path, model, on = {}) {
+      let session = start(model, on);
+      const { otherwise, onFallback } = on;
+      if (otherwise) {
+        session = session.catch((/** @type {Error} */ err) => {
+          onFallback?.(err);
+          return start(model, otherwise);
+        });
+      }
       session.catch(() => {}); // reported by takeSession's caller, not as an unhandled rejection
       preloaded.set(path, session);
     },
@@ -57,7 +93,8 @@ function makeOrtHost(ort, { executionProviders = ["wasm"] } = {}) {
     async run(session, feeds, outputNames) {
       /** @type {Record<string, any>} */
       const inputs = {};
-      for (const [name, dtype, data, dims] of feeds) inputs[name] = new ort.Tensor(dtype, data, dims);
+      const build = builds.get(session) ?? ort;
+      for (const [name, dtype, data, dims] of feeds) inputs[name] = new build.Tensor(dtype, data, dims);
       try {
         const results = await session.run(inputs);
         const rows = outputNames.map((name) => [name, results[name].type, results[name].dims, results[name].data]);

@@ -28,7 +28,8 @@ def test_pyodide_lock_lists_exactly_the_shipped_wheels_with_their_hashes(site_di
 
 def test_only_the_needed_runtime_files_are_copied(site_dir):
     assert sorted(p.name for p in (site_dir / "ort").iterdir()) == [
-        "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm", "ort.wasm.min.mjs"]
+        "ort-wasm-simd-threaded.asyncify.mjs", "ort-wasm-simd-threaded.asyncify.wasm",  # WebGPU's (web/execution.js)
+        "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm", "ort.wasm.min.mjs", "ort.webgpu.min.mjs"]
     assert not list(site_dir.rglob("*.map"))
 
 
