@@ -47,6 +47,7 @@ def test_service_worker_precaches_the_shell_by_revision(site_dir):
                      "ort/ort-wasm-simd-threaded.wasm", "boot.json", "sw/precache.js"):
         assert required in urls
     assert not any(u.startswith(("bundles/", "chunks/")) for u in urls)  # bundles are cached by version
+    assert not [u for u in urls if "webgpu" in u or "asyncify" in u]  # fetched only when WebGPU is chosen
     page = (site_dir / "index.html").read_bytes()
     assert urls["index.html"] == hashlib.sha256(page).hexdigest()[:20]
 
