@@ -20,14 +20,16 @@ from waystation.bundles.signing import dev_key, sign_manifest
 __all__ = ["offloadable"]
 
 
-def offloadable(built: Path, out: Path, never: Iterable[str] = ()) -> Path:
+def offloadable(built: Path, out: Path, never: Iterable[str] = (), version: str | None = None) -> Path:
     """A copy of the built bundle `built` (NAME/VERSION) under `out`, each bare `@export` made
     `@export(offload="allowed")` but those of the functions named in `never`, its manifest
-    updated and signed with the dev key."""
+    updated (as `version`, its parent the original, when given) and signed with the dev key."""
     kept = set(never)
-    folder = out / built.parent.name / built.name
+    folder = out / built.parent.name / (version or built.name)
     shutil.copytree(built, folder)
     manifest = json.loads((folder / "manifest.json").read_text())
+    if version is not None:
+        manifest.update(version=version, parent=built.name)
     workflow = folder / manifest["workflow"]
     text = re.sub(r"@export\n((?:async )?def (\w+))",
                   lambda m: m[0] if m[2] in kept else f'@export(offload="allowed")\n{m[1]}', workflow.read_text()).encode()
