@@ -33,6 +33,8 @@ const MERGE_GAP = 64 * 1024;
 /** Where the database is mounted in Python's file system. */
 const MOUNT_ROOT = "/waystation-data";
 const LOCK_NAME = "waystation-data";
+/** How long the lock stays with this worker after its last use (see `run`). */
+const LOCK_LINGER_MS = 50;
 
 // Emscripten errno values (not POSIX numbers): ENOENT, EPERM, EINVAL.
 const ENOENT = 44;
@@ -68,6 +70,8 @@ class DeviceData {
     /** @type {(() => void) | null} */
     this._releaseLock = null;
     this._busy = 0;
+    /** @type {ReturnType<typeof setTimeout> | undefined} the lock's release, once idle for LOCK_LINGER_MS */
+    this._lingering = undefined;
     /** @type {Promise<void>} account switches, one after another */
     this._switching = Promise.resolve();
     const self = this;
@@ -110,19 +114,27 @@ class DeviceData {
    */
   async run(work) {
     this._busy++;
+    clearTimeout(this._lingering);
     try {
       if (!this._held) this._held = this._acquire().then(() => this._refresh());
       await this._held;
       return await work();
     } finally {
       if (--this._busy === 0) {
-        this._flush(); // another tab reads the file next: all of it must be in OPFS
-        const release = this._releaseLock;
-        this._held = null;
-        this._releaseLock = null;
-        release?.();
+        this._flush(); // durable now, and another tab reads the file next: all of it must be in OPFS
+        // The lock itself is kept a moment: a page calling in a loop takes it once, not once per
+        // call (measured at about a third of a small call's cost); another tab waits at most this.
+        this._lingering = setTimeout(() => this._releaseIfIdle(), LOCK_LINGER_MS);
       }
     }
+  }
+
+  _releaseIfIdle() {
+    if (this._busy) return;
+    const release = this._releaseLock;
+    this._held = null;
+    this._releaseLock = null;
+    release?.();
   }
 
   _flush() {

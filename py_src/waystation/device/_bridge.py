@@ -7,8 +7,10 @@ Tensors travel beside the JSON as raw buffers, both ways: a typed array from the
 `Tensor` over one copy of its bytes, never a list of Python numbers; a Tensor in a result is
 copied once into a typed array that the worker transfers to the page.
 
-`call` finishes synchronously whenever the workflow never waits on the event loop (see
-`_eager`): the worker then has its answer without a task hop.
+`call` runs the workflow under the worker's own drive (see `_eager`): it returns the reply at
+once, or a `Pending` whose promise the worker awaits before resuming it, so a model call costs
+no trip through the event loop. A reply without tensors is the JSON text alone (a JS string,
+no proxy to destroy).
 """
 
 from __future__ import annotations
@@ -48,23 +50,23 @@ async def smoke_check() -> str:
 
 
 def call(name: str, args_json: str, buffers: Any = None) -> Any:
-    """The reply as JSON text and the buffers of the tensors it refers to, or an awaitable of them.
+    """The reply (JSON text, or (JSON text, tensor buffers)), a `Pending` of it, or a future of it.
 
     `buffers` holds the typed arrays the arguments' tensor placeholders refer to.
     """
     return run_eagerly(_call(name, args_json, buffers))
 
 
-async def _call(name: str, args_json: str, buffers: Any) -> tuple[str, list[memoryview]]:
+async def _call(name: str, args_json: str, buffers: Any) -> str | tuple[str, list[memoryview]]:
     if _app is None:
-        return _error(RuntimeError("no bundle is open")), []
+        return _error(RuntimeError("no bundle is open"))
     tensors: list[Tensor] = []
     try:
         args = _with_tensors(json.loads(args_json), buffers)
-        reply = await _app.call(name, args, tensors=tensors)
-        return json.dumps({"ok": True, **reply}, allow_nan=False), [t.data for t in tensors]
+        reply = json.dumps({"ok": True, **(await _app.call(name, args, tensors=tensors))}, allow_nan=False)
     except Exception as exc:  # every failure reaches the page as a rejected promise
-        return _error(exc), []
+        return _error(exc)
+    return (reply, [t.data for t in tensors]) if tensors else reply
 
 
 def _with_tensors(args: Any, buffers: Any) -> Any:

@@ -1,10 +1,13 @@
-"""Run a coroutine without the event loop for as long as it does not need one.
+"""Run a workflow call without the event loop: JS drives it instead, one promise at a time.
 
-A workflow call is a coroutine, but in the common case it never has to wait: on CPython a
-model run is synchronous, and in the browser with JSPI a model run blocks on onnxruntime-web's
-promise (`run_sync`). Driving the coroutine by hand then returns its result at once, without
-the task hops an event loop costs per call. If it does wait on something (a state document,
-`asyncio.sleep`), the rest of it runs on the event loop exactly as a task would have run it.
+A workflow call is a coroutine, but what it waits on is nearly always a JS promise (a model
+run in onnxruntime-web), or nothing at all (on CPython a model run is synchronous). Handing
+that promise to an asyncio task costs task hops through Pyodide's event loop on every call. So
+the worker drives the coroutine itself: `run_eagerly` runs it until it finishes or awaits a
+`JsPromise`; then it returns a `Pending` whose promise JS awaits, and whose `resume(value)`
+(or `fail(message)`) runs the coroutine on to its next wait. Between the two there are only
+microtasks. Anything else the coroutine awaits (a state document, `asyncio.sleep`) hands the
+rest of it to the event loop, exactly as a task would have run it.
 """
 
 from __future__ import annotations
@@ -12,44 +15,91 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import types
-from collections.abc import Coroutine, Generator
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
 
-__all__ = ["run_eagerly"]
+__all__ = ["JsPromise", "JsPromiseError", "Pending", "run_eagerly"]
 
-T = TypeVar("T")
+# True while a coroutine runs under run_eagerly's drive: JsPromise then yields itself to it.
+_driven: contextvars.ContextVar[bool] = contextvars.ContextVar("waystation_driven", default=False)
 
 
-def run_eagerly(coro: Coroutine[Any, Any, T]) -> T | asyncio.Future[T]:
-    """The coroutine's result if it finishes without waiting, else a future of it.
+class JsPromiseError(Exception):
+    """A promise the driver awaited rejected: its message, as JS gave it."""
+
+
+class JsPromise:
+    """`await JsPromise(p)`: a JS promise's value, awaited by whoever drives the coroutine."""
+
+    __slots__ = ("promise",)
+
+    def __init__(self, promise: Any) -> None:
+        self.promise = promise
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        if _driven.get():
+            return (yield self)
+        return (yield from self.promise.__await__())  # an asyncio task: Pyodide awaits it
+
+
+class Pending:
+    """A call waiting on `promise`: call `resume(value)` once it resolves, `fail(message)` if it rejects.
+
+    Each returns the call's result, or the next Pending.
+    """
+
+    __slots__ = ("_context", "_coro", "promise")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], promise: Any, context: contextvars.Context) -> None:
+        self._coro = coro
+        self._context = context
+        self.promise = promise
+
+    def resume(self, value: Any) -> Any:
+        return _step(self._coro, self._context, self._coro.send, value)
+
+    def fail(self, message: str) -> Any:
+        return _step(self._coro, self._context, self._coro.throw, JsPromiseError(message))
+
+
+def run_eagerly(coro: Coroutine[Any, Any, Any]) -> Any:
+    """The coroutine's result if it finishes at once; a `Pending` if it awaits a JsPromise; else a future.
 
     Every step runs in one context of its own, as a task's steps do, so context variables set
     before a wait are still there (and resettable) after it.
     """
     context = contextvars.copy_context()
+    context.run(_driven.set, True)
+    return _step(coro, context, coro.send, None)
+
+
+def _step(coro: Coroutine[Any, Any, Any], context: contextvars.Context, advance: Callable[[Any], Any], arg: Any) -> Any:
     try:
-        yielded = context.run(coro.send, None)
+        yielded = context.run(advance, arg)
     except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]
+        return stop.value
+    if isinstance(yielded, JsPromise):
+        return Pending(coro, yielded.promise, context)
     return asyncio.ensure_future(_resume(coro, yielded, context))
 
 
-async def _resume(coro: Coroutine[Any, Any, T], yielded: Any, context: contextvars.Context) -> T:
-    # Hand each thing the coroutine yields to the task running this one, and send back what the
-    # task answers: the same protocol asyncio's Task speaks with the coroutine itself.
+async def _resume(coro: Coroutine[Any, Any, Any], yielded: Any, context: contextvars.Context) -> Any:
+    # The rest of the call on the event loop: hand each thing the coroutine yields to the task
+    # running this one, and send back what the task answers (asyncio's own protocol).
     while True:
         try:
-            answer = await _pass_through(yielded)
+            if isinstance(yielded, JsPromise):
+                answer = await yielded.promise
+            else:
+                answer = await _pass_through(yielded)
         except BaseException as exc:  # cancellation included: the coroutine decides
-            try:
-                yielded = context.run(coro.throw, exc)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+            advance, arg = coro.throw, exc
         else:
-            try:
-                yielded = context.run(coro.send, answer)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+            advance, arg = coro.send, answer
+        try:
+            yielded = context.run(advance, arg)
+        except StopIteration as stop:
+            return stop.value
 
 
 @types.coroutine

@@ -5,16 +5,15 @@ module `_waystation_ort` before it imports Waystation; this is the only Python m
 touches it. Every tensor crosses the boundary with exactly one copy: `to_js` builds the typed
 array ORT reads, and `to_memoryview()` copies ORT's output back into Python memory.
 
-Where the browser has JS Promise Integration (JSPI) and the call entered Python through
-`callPromising`, a model run blocks on ORT's promise with `run_sync` instead of awaiting it:
-the coroutine then never suspends, so the worker's call finishes without a single trip through
-the event loop (see `_bridge.call`).
+A model run awaits ORT's promise as a `JsPromise`: under the worker's call the worker itself
+awaits it and resumes Python, without a trip through the event loop (see `_eager`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .._eager import JsPromise, JsPromiseError
 from ..errors import ModelError
 from ..tensor import Tensor
 from .base import TensorInfo
@@ -28,13 +27,6 @@ def _js() -> tuple[Any, Any, Any, Any]:
     from pyodide.ffi import JsException, to_js  # type: ignore[import-not-found]
 
     return js, _waystation_ort, to_js, JsException
-
-
-def _blocking() -> Any:
-    """`run_sync` when this call may block on a promise (JSPI), else None."""
-    from pyodide.ffi import can_run_sync, run_sync  # type: ignore[import-not-found]
-
-    return run_sync if can_run_sync() else None
 
 
 def _info(meta: Any) -> TensorInfo:
@@ -61,9 +53,9 @@ class BrowserSession:
         # One to_js for every feed (one copy of each buffer), one await: see web/ort_host.js.
         rows = self._to_js([[name, t.dtype, t.data, t.shape] for name, t in feeds.items()])
         try:
-            pending = self._ort.run(self._session, rows, self._to_js(output_names))
-            block = _blocking()
-            results = block(pending) if block is not None else await pending
+            results = await JsPromise(self._ort.run(self._session, rows, self._to_js(output_names)))
+        except JsPromiseError as exc:
+            raise ModelError(f"model {self._label!r} failed to run: {exc}") from None
         except self._JsException as exc:
             raise ModelError(f"model {self._label!r} failed to run: {exc.message}") from None
         out: dict[str, Tensor] = {}
@@ -84,7 +76,7 @@ class BrowserHost:
         """The session the worker started from the model's verified bytes, or None."""
         _, ort, _, JsException = _js()
         pending = ort.takeSession(path)
-        if pending is None:
+        if not pending:  # JS null
             return None
         try:
             session = await pending
