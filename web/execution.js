@@ -11,6 +11,10 @@
 //          (for tests and for apps that know better); WASM when there is none.
 //   never  WASM.
 //
+// When WebGPU is chosen, the models that offer it (every model, forced) start on onnxruntime-web's
+// WebGPU build and the others on the WASM build; a model the WebGPU build cannot load (it has no
+// ai.onnx.ml operators: scikit-learn's) starts on the WASM build instead (afterFallbacks).
+//
 // The choice comes with its reason, "webgpu: ..." or "wasm: ...", which the worker reports as
 // app.info.executionReason beside app.info.executionProviders.
 export { afterFallbacks, chooseExecution, deviceGpu, executionInfo, modelProviders, onWasm, WEBGPU_MODES };
