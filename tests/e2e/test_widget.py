@@ -1,14 +1,19 @@
 """<waystation-app> (web/widget.js) on the real server, with the service worker: install
-progress, ready, offline, errors, a call equal to app.call, and an app's restyling through
-::part(), custom properties and slots.
+progress, ready, offline, errors, "update ready" after a newer release on its channel, a call
+equal to app.call, and an app's restyling through ::part() and custom properties.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import BrowserContext, Page
 
+from waystation.server.registry import Registry
+
 from .conftest import BOOT_TIMEOUT_MS
+from .test_bundle_updates import make_v2
 
 WIDGET = "waystation-app#app"
 RECORD_EVENTS = """
@@ -94,6 +99,45 @@ def test_a_missing_bundle_shows_its_error(context: BrowserContext, server) -> No
     page.evaluate("document.getElementById('app').bundle = 'digits'")  # and back: it opens again
     page.wait_for_selector(f"{WIDGET}[state=ready]", timeout=BOOT_TIMEOUT_MS)
     assert page.is_hidden(f"{WIDGET} [part~=error]")
+
+
+def test_update_ready_after_a_newer_release_and_the_button_updates(
+    context: BrowserContext, start_server, tmp_path: Path
+) -> None:
+    server = start_server()  # a registry of its own: the site's digits 1.0.0 on stable
+    page = open_widget(context, server.url)
+    assert page.get_attribute(WIDGET, "update-ready") is None
+    Registry(server.data).publish(make_v2(tmp_path), "stable")
+    # Back online after a while away: the widget asks the channel again.
+    context.set_offline(True)
+    page.wait_for_selector(f"{WIDGET}[offline]")
+    context.set_offline(False)
+    page.wait_for_selector(f"{WIDGET}[update-ready]", timeout=30_000)
+    (ready,) = [e["detail"] for e in events(page, "updateready")]
+    assert ready["from"] == "1.0.0" and ready["to"] == "1.0.1" and ready["staged"] is False and ready["fetchBytes"] > 0
+    assert "1.0.1" in page.text_content(f"{WIDGET} [part~=update-text]")
+    page.click(f"{WIDGET} [part~=update-button]")
+    page.wait_for_function("document.getElementById('app').version === '1.0.1' || document.getElementById('app').error",
+                           timeout=BOOT_TIMEOUT_MS)
+    assert page.evaluate("document.getElementById('app').version") == "1.0.1", events(page, "error")
+    page.wait_for_selector(f"{WIDGET}[state=ready]:not([update-ready])")
+    assert [e["detail"] for e in events(page, "updated")] == [{"to": "1.0.1"}]
+    assert any(e["detail"]["stage"] == "download" for e in events(page, "progress")[-50:])
+    assert page.evaluate("document.getElementById('app').call('release_notes')") == "1.0.1: calibration data"
+    assert page.evaluate("document.getElementById('app').checkForUpdate()") is None
+
+
+def test_a_staged_update_is_offered(context: BrowserContext, start_server, tmp_path: Path) -> None:
+    """An update fetched for the next load (app.update({activate: "next-load"})) is offered too."""
+    server = start_server()
+    page = open_widget(context, server.url)
+    Registry(server.data).publish(make_v2(tmp_path), "beta")
+    staged = page.evaluate("document.getElementById('app').app.update({ channel: 'beta', activate: 'next-load' })"
+                           ".then((r) => r.activated)")
+    assert staged == "next-load"
+    found = page.evaluate("document.getElementById('app').checkForUpdate()")
+    assert found == {"from": "1.0.0", "to": "1.0.1", "staged": True}
+    page.wait_for_selector(f"{WIDGET}[update-ready]")
 
 
 @pytest.mark.parametrize("rule, part, prop, expected", [
