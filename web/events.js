@@ -6,7 +6,7 @@
 //
 // Adds made in one burst (the same task and its microtasks) reach the worker as one message and
 // are stored together; each add's promise resolves with its events' ids once they are durable (a
-// tab killed after that loses none of them), or rejects with a WaystationError (name "DataError")
+// tab killed after that loses none of them), or rejects with a WaystationError (name "data-error")
 // that names the table and the field, with none of that add's events stored.
 
 export { DataClient };

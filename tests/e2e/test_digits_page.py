@@ -15,7 +15,7 @@ OPEN_AND_CALL = """async ([name, args]) => {
   try {
     return { ok: true, value: await app.call(name, args), version: app.version };
   } catch (e) {
-    return { ok: false, name: e.name, message: e.message, isError: e instanceof Error };
+    return { ok: false, name: e.name, message: e.message, pythonType: e.pythonType, isError: e instanceof Error };
   } finally {
     app.close();
   }
@@ -75,16 +75,18 @@ def test_tensor_results_arrive_as_typed_arrays_equal_to_cpython(digits_page, sit
 
 
 @pytest.mark.parametrize(
-    ("function", "args", "name", "message"),
+    ("function", "args", "name", "_python_type", "message"),
     [
-        ("classify", {"pixels": [0.0] * 4, "width": 2, "height": 2}, "ValueError", "the image is blank: draw a digit first"),
-        ("classify", {"pixels": [0.0] * 4, "width": 2}, "ArgumentError", "classify(): missing a required argument: 'height'"),
-        ("classify", {"pixels": "ink", "width": 1, "height": 3}, "ArgumentError",
-         "classify(): parameter 'pixels' expects list[float], got str"),
-        ("nope", {}, "WorkflowError", "no exported function 'nope'"),
+        ("classify", {"pixels": [0.0] * 4, "width": 2, "height": 2}, "workflow-error", "ValueError",
+         "the image is blank: draw a digit first"),
+        ("classify", {"pixels": [0.0] * 4, "width": 2}, "invalid-argument", "ArgumentError",
+         "classify(): missing a required argument: 'height'"),
+        ("classify", {"pixels": "ink", "width": 1, "height": 3}, "invalid-argument", "ArgumentError",
+         "classify(): pixels: expected list[float], got str"),
+        ("nope", {}, "no-such-function", "NoSuchFunctionError", "no exported function 'nope'"),
     ],
 )
-def test_python_errors_reject_the_promise_with_type_and_message(digits_page, function, args, name, message):
+def test_python_errors_reject_the_promise_with_code_type_and_message(digits_page, function, args, name, _python_type, message):
     result = digits_page.evaluate(OPEN_AND_CALL, [function, args])
     assert not result["ok"] and result["isError"]
     assert result["name"] == name

@@ -144,11 +144,11 @@ def test_a_schema_violation_is_refused_naming_table_and_field_and_stores_nothing
         return results;
     }""")
     assert outcome[0] == {"ok": 1}
-    assert outcome[1]["name"] == "DataError"
+    assert outcome[1]["name"] == "data-error"
     assert "'clicks'" in outcome[1]["message"] and "field 'position'" in outcome[1]["message"], outcome[1]
-    assert outcome[2]["name"] == "DataError" and "field 'colour'" in outcome[2]["message"], outcome[2]
+    assert outcome[2]["name"] == "data-error" and "field 'colour'" in outcome[2]["message"], outcome[2]
     assert outcome[3] == {"ok": 1}  # SQL-looking text is a value like any other
-    assert outcome[4]["name"] == "DataError" and "'nope'" in outcome[4]["message"], outcome[4]
+    assert outcome[4]["name"] == "data-error" and "'nope'" in outcome[4]["message"], outcome[4]
     assert stored(page) == before + 2  # of the bad batch, not even its good first event
 
 
@@ -340,7 +340,7 @@ def test_a_stale_feature_table_is_reported_with_its_age(devices, picks_server, s
     }""", name)
     assert outcome["fresh"] == 40
     assert outcome["age"] >= 3
-    assert outcome["stale"]["name"] == "StaleFeaturesError", outcome
+    assert outcome["stale"]["name"] == "stale-features", outcome
     assert re.search(r"feature table 'items' is [3-9]s old, older than its max_age 2s", outcome["stale"]["message"]), outcome
 
 

@@ -1,8 +1,9 @@
 """The Python half of the worker's data messages (web/worker.js and web/data_sync.js hold the JS half).
 
 Like `_bridge`, everything crosses as JSON text and every reply is `{"ok": true, "value": ...}`
-or `{"ok": false, "error": {"type", "message"}}`: a DataError reaches the page as a rejected
-promise naming the table and field. All of it works on the bundle `_bridge` opened.
+or `{"ok": false, "error": {"code", "message", ...}}` (`_bridge._error`'s): a DataError reaches
+the page as a rejected promise named "data-error", its message naming the table and field. All
+of it works on the bundle `_bridge` opened.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def _ok(value: Any) -> str:
 
 
 def _fail(exc: BaseException) -> str:
-    return json.dumps({"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)}})
+    return _bridge._error(exc)  # one error reply for every worker message: its code, message, Python type
 
 
 def describe() -> str:
