@@ -189,15 +189,15 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from .device.arguments import load_arguments
+    from .device.arguments import load_arguments, result_json
     from .device.log import set_log_level
 
     set_log_level(args.log_level)
     text, source = _arguments_text(args.function, args.args)
     call_args = load_arguments(args.function, text, source=source, typed=True)
     reply = asyncio.run(run_function(args.bundle, args.function, call_args, data=args.data))
-    # allow_nan=False: a result the page could not receive (NaN, Infinity) fails here as it fails there
-    print(json.dumps(reply if args.metrics else reply["result"], allow_nan=False))
+    # a result the page could not receive (NaN, Infinity) fails here as it fails there
+    print(result_json(args.function, reply if args.metrics else reply["result"]))
 
 
 def _arguments_text(function: str, spec: str) -> tuple[str, str]:

@@ -93,7 +93,8 @@ def test_a_malformed_bundle_is_one_line(tmp_path: Path, capsys) -> None:
 def test_a_result_the_page_could_not_receive_fails_here_too(bundle: Path, capsys) -> None:
     status, out, err = run(capsys, "run", bundle, "nan")
     assert (status, out) == (1, "")
-    assert err.splitlines()[-1] == "error: ValueError: Out of range float values are not JSON compliant"
+    assert err.splitlines()[-1] == ("error: workflow-error: ValueError: nan(): the result is not JSON: "
+                                    "Out of range float values are not JSON compliant")
 
 
 def test_debug_shows_the_traceback_before_the_line(bundle: Path, capsys) -> None:

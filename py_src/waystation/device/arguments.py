@@ -18,9 +18,9 @@ import math
 import re
 from typing import Any
 
-from .errors import ArgumentError
+from .errors import ArgumentError, mark_raised_by_workflow
 
-__all__ = ["load_arguments", "non_finite_message"]
+__all__ = ["load_arguments", "non_finite_message", "result_json"]
 
 
 # An exponent of three digits or more: the only way a JSON number can overflow to Infinity.
@@ -61,6 +61,20 @@ def load_arguments(function: str, text: str, *, source: str = "arguments", typed
         path, bad = _first_non_finite(value, "args" if isinstance(value, list) else "")
         raise ArgumentError(f"{function}(): {non_finite_message(path, bad)}")
     return value
+
+
+def result_json(function: str, reply: Any) -> str:
+    """A call's reply as JSON text; a result JSON cannot carry (NaN, Infinity, an object) is the workflow's error.
+
+    Both hosts refuse it alike (workflow-error, a ValueError naming the function), instead of the
+    page getting null where CPython printed NaN.
+    """
+    try:
+        return json.dumps(reply, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        error = ValueError(f"{function}(): the result is not JSON: {exc}")
+        mark_raised_by_workflow(error, function)
+        raise error from None
 
 
 def non_finite_message(path: str, value: float) -> str:
