@@ -141,7 +141,7 @@ def test_the_untampered_bundle_opens_and_its_code_runs(context, trust_site):
     assert not out["controlled"]
     assert out["hello"] == "trust-ok ran"
     assert out["seen"] == ["trust-ok ran"]  # the canary is heard when the code runs
-    assert out["timings"]["verifyMs"] < 50, out["timings"]  # generous: measured at ~1 ms, see the test below
+    assert out["timings"]["verifyMs"] < 50, out["timings"]  # generous: measured at ~1.3 ms in a fresh worker
 
 
 def test_a_manifest_changed_after_signing_is_refused_and_nothing_of_the_bundle_runs(context, trust_site, bundle_requests):
@@ -172,8 +172,10 @@ def test_a_signed_manifest_served_as_another_version_is_refused(context, trust_s
     assert not any(path.endswith("workflow.py") for path in bundle_requests), bundle_requests
 
 
-def test_checking_the_largest_manifest_costs_about_a_millisecond(context, trust_site):
-    """The check on the site's largest manifest (MiniLM fp32: ~1,400 chunks), in the page, warm and cold."""
+def test_checking_the_largest_manifest_costs_milliseconds(context, trust_site):
+    """The check on the site's largest manifest (MiniLM fp32: ~1,400 chunks, 110 kB), in the page, cold then warm.
+
+    Measured on the shared 2-core machine: first 4.9 ms, median 3.6 ms; digits' in a fresh worker ~1.3 ms."""
     page = uncontrolled_page(context, trust_site)
     version = json.loads((trust_site.root / "bundles" / "minilm-fp32" / "latest.json").read_text())["version"]
     out = page.evaluate("""async (version) => {
