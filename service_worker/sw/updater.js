@@ -36,8 +36,11 @@ class Updater {
   }
 
   /**
-   * The version the device runs, installed from the channel first if it has none (no smoke
-   * check: there is nothing older to fall back to, and opening it shows any fault at once).
+   * The version the page opens: a version staged for the next load becomes active here (the
+   * page opening the bundle is that load), else the active one, else the channel's, installed
+   * first (no smoke check: there is nothing older to fall back to, and opening it shows any
+   * fault at once). A first install cut short keeps its chunks: the page asks again
+   * (web/first_install.js) and only the missing ones are fetched.
    * @param {string} name @param {UpdateOptions} options @param {Progress} progress
    */
   install(name, options = {}, progress = () => {}) {
