@@ -25,7 +25,8 @@ async function main() {
   app = await open({
     bundle: "digits",
     onProgress: (p) => {
-      setStatus(p.message ?? `${p.stage}${p.file ? `: ${p.file}` : ""}`, "loading");
+      // A first visit the network interrupted says so, and goes on by itself when it is back.
+      setStatus(p.message ?? `${p.stage}${p.file ? `: ${p.file}` : ""}`, p.stage === "waiting-for-network" ? "waiting" : "loading");
       if (p.total) progress.value = (p.loaded ?? 0) / p.total;
     },
   });

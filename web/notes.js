@@ -68,7 +68,8 @@ async function main() {
     sync: savedAccount(), // signed in on an earlier visit: that account's notes, synced
     onProgress: (p) => {
       const mb = p.total ? ` ${((p.loaded ?? 0) / 1e6).toFixed(1)} / ${(p.total / 1e6).toFixed(1)} MB` : "";
-      setStatus(p.message ?? `${p.stage}${p.file ? `: ${p.file}` : ""}${mb}`, "loading");
+      // A first visit the network interrupted says so, and goes on by itself when it is back.
+      setStatus(p.message ?? `${p.stage}${p.file ? `: ${p.file}` : ""}${mb}`, p.stage === "waiting-for-network" ? "waiting" : "loading");
       if (p.total) progress.value = (p.loaded ?? 0) / p.total;
     },
   });

@@ -45,7 +45,8 @@ async function main() {
     sync: saved,
     relay: true,
     onProgress: (p) => {
-      setStatus(p.message ?? `${p.stage}${p.file ? `: ${p.file}` : ""}`, "loading");
+      // A first visit the network interrupted says so, and goes on by itself when it is back.
+      setStatus(p.message ?? `${p.stage}${p.file ? `: ${p.file}` : ""}`, p.stage === "waiting-for-network" ? "waiting" : "loading");
       if (p.total) progress.value = (p.loaded ?? 0) / p.total;
     },
   });

@@ -24,6 +24,7 @@
 // in seconds) and "network".
 
 import { DataClient } from "./events.js";
+import { installBundle, OpenProgress } from "./first_install.js";
 
 export { App, changePassword, login, logout, logoutAll, open, register, registerServiceWorker, renew, WaystationError };
 
@@ -51,7 +52,7 @@ class WaystationError extends Error {
  * @typedef {{state: "local" | "offline" | "syncing" | "synced" | "unauthorized" | "refused", user: string | null,
  *   documents: Record<string, string>, reason?: string}} SyncStatus
  * @typedef {{bundle: string, channel?: string, onProgress?: (p: Progress) => void, baseUrl?: string | URL, serviceWorker?: boolean,
- *   sync?: Account | null, relay?: boolean}} OpenOptions
+ *   sync?: Account | null, relay?: boolean, installTimeoutMs?: number}} OpenOptions
  * @typedef {{channel?: string, activate?: "now" | "next-load", onProgress?: (p: any) => void, device?: string,
  *   timeoutMs?: number, retries?: number, concurrency?: number}} UpdateOptions
  */
@@ -59,20 +60,24 @@ class WaystationError extends Error {
 /**
  * Start a worker, boot Python in it and open a bundle. Resolves when its models are loaded.
  * Under the service worker, the bundle's active version comes from the device's store; the
- * first time, it is installed from `channel` (progress as stage "download").
+ * first time, it is installed from `channel` (progress as stage "download", bytes `loaded` of
+ * `total`). A first install the network interrupts waits for it (progress as stage
+ * "waiting-for-network", with a message to show) and goes on by itself when it is back; it
+ * rejects only after `installTimeoutMs` (default: never; first_install.js).
  * @param {OpenOptions} options
  * @returns {Promise<App>}
  */
-async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true, sync = null, relay = false }) {
+async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true, sync = null, relay = false, installTimeoutMs = Infinity }) {
   if (typeof bundle !== "string" || !bundle) throw new TypeError("open(): `bundle` must be a bundle name, e.g. \"digits\"");
   const store = serviceWorker ? await StoreClient.connect(baseUrl) : null;
-  const worker = new WorkerPort(baseUrl, bundle, onProgress);
+  const progress = new OpenProgress(bundle, onProgress); // the worker's and the install's, as one story
+  const worker = new WorkerPort(baseUrl, bundle, progress.fromWorker);
   const app = new App(worker, { bundle, baseUrl, store, onProgress });
   try {
     // Python boots while the service worker installs the bundle (the first time only).
     worker.request({ type: "boot" }).catch(() => {});
     const persisted = store ? persist() : Promise.resolve(false);
-    const installed = store && /** @type {any} */ (await store.request("install", { bundle, channel }, onProgress));
+    const installed = store && /** @type {any} */ (await installBundle(store, { bundle, channel }, progress, { timeoutMs: installTimeoutMs }));
     if (sync) app._account = await app._renewed(checkAccount(sync, "open()"));
     app.events.relayEnabled = relay;
     app.info = await worker.request({ type: "open", bundle, version: installed?.version, account: app._syncAccount(), relay });
