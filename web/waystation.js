@@ -26,7 +26,7 @@
 import { DataClient } from "./events.js";
 import { installBundle, OpenProgress } from "./first_install.js";
 
-export { App, changePassword, login, logout, logoutAll, open, register, registerServiceWorker, renew, WaystationError };
+export { App, changePassword, login, logout, logoutAll, open, preload, register, registerServiceWorker, renew, WaystationError };
 
 /** An error raised by a workflow function or by Waystation itself, carried to the page. */
 class WaystationError extends Error {
@@ -52,7 +52,7 @@ class WaystationError extends Error {
  * @typedef {{state: "local" | "offline" | "syncing" | "synced" | "unauthorized" | "refused", user: string | null,
  *   documents: Record<string, string>, reason?: string}} SyncStatus
  * @typedef {{bundle: string, channel?: string, onProgress?: (p: Progress) => void, baseUrl?: string | URL, serviceWorker?: boolean,
- *   sync?: Account | null, relay?: boolean, installTimeoutMs?: number}} OpenOptions
+ *   sync?: Account | null, relay?: boolean, installTimeoutMs?: number, webgpu?: "auto" | "force" | "never"}} OpenOptions
  * @typedef {{channel?: string, activate?: "now" | "next-load", onProgress?: (p: any) => void, device?: string,
  *   timeoutMs?: number, retries?: number, concurrency?: number}} UpdateOptions
  */
@@ -64,29 +64,81 @@ class WaystationError extends Error {
  * `total`). A first install the network interrupts waits for it (progress as stage
  * "waiting-for-network", with a message to show) and goes on by itself when it is back; it
  * rejects only after `installTimeoutMs` (default: never; first_install.js).
+ * `webgpu` says where models run: "auto" (WebGPU when the bundle offers it and the device has a
+ * hardware adapter), "force" or "never"; app.info.executionProviders and executionReason tell
+ * what was chosen and why (web/execution.js).
  * @param {OpenOptions} options
  * @returns {Promise<App>}
  */
-async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true, sync = null, relay = false, installTimeoutMs = Infinity }) {
+async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true, sync = null, relay = false, installTimeoutMs = Infinity, webgpu = "auto" }) {
   if (typeof bundle !== "string" || !bundle) throw new TypeError("open(): `bundle` must be a bundle name, e.g. \"digits\"");
-  const store = serviceWorker ? await StoreClient.connect(baseUrl) : null;
+  // Python starts booting at once when the worker's requests will reach the same place as after
+  // the service worker connects: a page it controls already, or one without it. On a first visit
+  // the worker waits for it to take control, so that the bundle comes from its store, not twice.
+  const early = !serviceWorker || Boolean(navigator.serviceWorker?.controller);
   const progress = new OpenProgress(bundle, onProgress); // the worker's and the install's, as one story
-  const worker = new WorkerPort(baseUrl, bundle, progress.fromWorker);
+  let worker = early ? startWorker(baseUrl, bundle, progress.fromWorker) : null;
+  let store;
+  try {
+    store = serviceWorker ? await StoreClient.connect(baseUrl) : null;
+  } catch (err) {
+    worker?.close();
+    throw err;
+  }
+  worker ??= startWorker(baseUrl, bundle, progress.fromWorker);
   const app = new App(worker, { bundle, baseUrl, store, onProgress });
   try {
-    // Python boots while the service worker installs the bundle (the first time only).
-    worker.request({ type: "boot" }).catch(() => {});
     const persisted = store ? persist() : Promise.resolve(false);
     const installed = store && /** @type {any} */ (await installBundle(store, { bundle, channel }, progress, { timeoutMs: installTimeoutMs }));
     if (sync) app._account = await app._renewed(checkAccount(sync, "open()"));
     app.events.relayEnabled = relay;
-    app.info = await worker.request({ type: "open", bundle, version: installed?.version, account: app._syncAccount(), relay });
+    app._webgpu = webgpu;
+    app.info = await worker.request({ type: "open", bundle, version: installed?.version, account: app._syncAccount(), relay, webgpu });
     app.info.storagePersisted = await persisted;
   } catch (err) {
     app.close();
     throw err;
   }
   return app;
+}
+
+/**
+ * A worker for `bundle`, booting Python already: the one `preload()` started for this base URL, or a new one.
+ * @param {string | URL} baseUrl @param {string} bundle @param {(p: Progress) => void} onProgress
+ */
+function startWorker(baseUrl, bundle, onProgress) {
+  const key = new URL("./", baseUrl).href;
+  const spare = spares.get(key);
+  spares.delete(key);
+  if (spare) {
+    spare.onProgress = onProgress;
+    return spare;
+  }
+  const worker = new WorkerPort(baseUrl, bundle, onProgress);
+  worker.request({ type: "boot" }).catch(() => {});
+  return worker;
+}
+
+/** @type {Map<string, WorkerPort>} workers started by preload(), by base URL, until open() takes them */
+const spares = new Map();
+
+/**
+ * Start Python (and its worker) now, before open() is called: a page that knows it will open a
+ * bundle calls this early (at load, while the user reads), and the next open() from the same
+ * base URL takes the booted worker. Does nothing on a first visit under the service worker
+ * (see open()) or when a worker is already waiting.
+ *
+ *   preload();                                  // at page load
+ *   button.onclick = async () => { const app = await open({ bundle: "minilm" }); ... };
+ *
+ * @param {{baseUrl?: string | URL, serviceWorker?: boolean}} [options] as open() will be given them
+ */
+function preload({ baseUrl = new URL("./", import.meta.url), serviceWorker = true } = {}) {
+  const key = new URL("./", baseUrl).href;
+  if (spares.has(key) || (serviceWorker && navigator.serviceWorker && !navigator.serviceWorker.controller)) return;
+  const worker = new WorkerPort(baseUrl, "preloaded", () => {});
+  worker.request({ type: "boot" }).catch(() => {});
+  spares.set(key, worker);
 }
 
 /**
@@ -233,6 +285,8 @@ class App extends EventTarget {
     this.lastCall = null;
     /** @type {Account | null} */
     this._account = null;
+    /** @type {unknown} open()'s `webgpu`: where models run, kept for the versions an update or rollback opens */
+    this._webgpu = "auto";
     /** @type {SyncStatus} */
     this.syncStatus = { state: "local", user: null, documents: {} };
     /** Events and feature tables on the device (web/events.js): add, relay, flush, status, syncFeatures. */
@@ -377,7 +431,7 @@ class App extends EventTarget {
     const candidate = new WorkerPort(this._baseUrl, `${bundle} ${staged.to} (smoke check)`, (p) => onProgress({ ...p, stage: "smoke-check" }));
     let info;
     try {
-      info = await candidate.request({ type: "open", bundle, version: staged.to, account: this._syncAccount() });
+      info = await candidate.request({ type: "open", bundle, version: staged.to, account: this._syncAccount(), webgpu: this._webgpu });
       info.smokeCheck = await candidate.request({ type: "smoke" });
     } catch (err) {
       const e = /** @type {WaystationError} */ (err);
@@ -413,7 +467,7 @@ class App extends EventTarget {
    */
   async rollback() {
     const moved = /** @type {any} */ (await this._requireStore("rollback()").request("rollback", { bundle: this._bundle }));
-    this.info = { ...this.info, ...(await this._worker.request({ type: "open", bundle: this._bundle, version: moved.to })) };
+    this.info = { ...this.info, ...(await this._worker.request({ type: "open", bundle: this._bundle, version: moved.to, webgpu: this._webgpu })) };
     return moved;
   }
 

@@ -15,11 +15,19 @@
 // {type: "data", status} when relay or feature sync changes.
 //
 // Bundle files are fetched by URL: under the service worker they come from its IndexedDB store
-// (service_worker/sw/bundle-route.js), without it from the site's own build. Either way each
-// is checked against the manifest before Python sees it.
+// (service_worker/sw/bundle-route.js), without it from the site's own build. Either way the
+// manifest's signature and each file are checked before Python sees any of it.
+//
+// Start-up runs in parallel: Python boots from the build's memory snapshot while the bundle's
+// files are fetched and verified, and each model's onnxruntime-web session is created from its
+// verified bytes in JS (web/ort_host.js), so the model never passes through Python. A call is
+// driven from here, not by Python's event loop: a model run's promise is awaited in JS and
+// Python resumed with its value (`drive`, py_src/waystation/device/_eager.py).
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 import * as ort from "./ort/ort.wasm.min.mjs";
 import { makeOrtHost } from "./ort_host.js";
+import { afterFallbacks, chooseExecution, deviceGpu, executionInfo, modelProviders, onWasm } from "./execution.js";
+import { tensorArgs } from "./tensor_args.js";
 import { DeviceState } from "./device_state.js";
 import * as crdt from "./vendor/crdt.js";
 import { DeviceData } from "./device_data.js";
@@ -27,10 +35,38 @@ import { DataSync } from "./data_sync.js";
 import { trustedManifest } from "./bundle_trust.js";
 
 const base = new URL("./", import.meta.url);
-// onnxruntime-web's wasm must come from the same build as its JS, self-hosted (no CDN).
-ort.env.wasm.wasmPaths = new URL("ort/", base).href;
-// Threads need cross-origin isolation (COOP + COEP); ORT otherwise runs single-threaded.
-ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency >> 1)) : 1;
+/** The settings of every onnxruntime-web build this worker runs. @param {any} build */
+function setUpOrt(build) {
+  // onnxruntime-web's wasm must come from the same build as its JS, self-hosted (no CDN).
+  build.env.wasm.wasmPaths = new URL("ort/", base).href;
+  // Threads need cross-origin isolation (COOP + COEP); ORT otherwise runs single-threaded.
+  build.env.wasm.numThreads = self.crossOriginIsolated ? Math.max(1, Math.min(4, navigator.hardwareConcurrency >> 1)) : 1;
+  return build;
+}
+setUpOrt(ort);
+const ortHost = makeOrtHost(ort);
+/** @type {Promise<any> | null} onnxruntime-web's WebGPU build: imported the first time a bundle runs there */
+let webgpuOrt = null;
+/** @type {Promise<import("./execution.js").DeviceGpu> | null} the device's WebGPU adapter, asked once */
+let gpu = null;
+
+/**
+ * Where a bundle's models run (web/execution.js decides) and the onnxruntime-web build for it:
+ * the WASM-only build imported above, or the WebGPU one, imported now the first time it is chosen.
+ * @param {any} manifest @param {unknown} mode open()'s `webgpu` option
+ */
+async function chooseOrt(manifest, mode) {
+  const offered = Object.values(manifest.models ?? {}).some((/** @type {any} */ m) => m.execution?.includes("webgpu"));
+  const chosen = await chooseExecution({ offered, mode: mode ?? "auto", gpu: () => (gpu ??= deviceGpu()) });
+  if (!chosen.webgpu) return { ...chosen, ort };
+  webgpuOrt ??= import("./ort/ort.webgpu.min.mjs").then(setUpOrt);
+  try {
+    return { ...chosen, ort: await webgpuOrt };
+  } catch (err) {
+    webgpuOrt = null; // offline and never fetched, say: WASM now, WebGPU again next time
+    return { ...onWasm(`onnxruntime-web's WebGPU build did not load (${/** @type {Error} */ (err).message})`), ort };
+  }
+}
 
 // The user's state: Yjs documents persisted in IndexedDB, synced while the page has an account.
 const state = new DeviceState(crdt, {
@@ -40,6 +76,8 @@ const state = new DeviceState(crdt, {
 
 /** @type {Promise<{pyodide: any, bridge: any}> | null} */
 let pythonReady = null;
+/** @type {Promise<any> | null} the site's boot.json: versions, the wheel, the snapshot */
+let bootFacts = null;
 /** @type {DeviceData | null} the account's database in OPFS, once Python's FS exists */
 let data = null;
 /** @type {any} the Python module waystation.device._data_bridge, once a bundle is open */
@@ -54,21 +92,23 @@ const dataSync = new DataSync({
 const FEATURES_AT_OPEN_MS = 3_000;
 /** @type {any} the Python module waystation.device._bridge, once booted */
 let bridge = null;
-/** @type {Record<string, number>} where start-up time went, for app.info.timings */
+/** @type {Record<string, any>} where start-up time went, for app.info.timings */
 const timings = {};
+/** @type {Record<string, Record<string, string>>} per function, its parameters that take tensors (dtype) */
+let tensorParams = {};
+/** @type {Record<string, string[]>} per function, its parameter names in order (for positional arguments) */
+let functionParams = {};
 
-/** Boot Pyodide once: the runtime, micropip, and the waystation wheel. */
+/** Boot Pyodide once: the runtime (from the snapshot when there is one), then the waystation wheel. */
 async function bootPython(/** @type {(p: object) => void} */ progress) {
   const started = performance.now();
-  const boot = await (await fetch(new URL("boot.json", base))).json();
+  bootFacts ??= fetchOk(new URL("boot.json", base), "boot.json").then((r) => r.json());
+  const boot = await bootFacts;
   progress({ stage: "runtime", message: `starting Python (Pyodide ${boot.pyodide})` });
-  const pyodide = await loadPyodide({
-    indexURL: new URL("pyodide/", base).href,
-    lockFileURL: new URL("pyodide/pyodide-lock.json", base).href,
-    stdout: (/** @type {string} */ line) => console.log(line),
-    stderr: (/** @type {string} */ line) => console.warn(line),
-  });
-  pyodide.registerJsModule("_waystation_ort", makeOrtHost(ort));
+  const wheelBytes = fetchOk(new URL(boot.wheel, base), "the waystation wheel").then((r) => r.arrayBuffer());
+  wheelBytes.catch(() => {}); // awaited below, after the runtime
+  const pyodide = await loadPython(boot);
+  pyodide.registerJsModule("_waystation_ort", ortHost);
   pyodide.registerJsModule("_waystation_state", state.host);
   // An account's first sign-in moves the device's events into it (Python, once the wheel is unpacked).
   data = new DeviceData(pyodide.FS, () => pyodide.pyimport("waystation.device.data.adopt"));
@@ -78,19 +118,58 @@ async function bootPython(/** @type {(p: object) => void} */ progress) {
   // The waystation wheel is pure and has no dependencies in Pyodide: unpacking it directly
   // costs ~20 ms where micropip's resolver costs ~500 ms (measured, bench/README.md).
   // micropip and packaging still ship in pyodide/ for workflows that install their own wheels.
-  const wheel = await (await fetchOk(new URL(boot.wheel, base), "the waystation wheel")).arrayBuffer();
-  pyodide.unpackArchive(wheel, "wheel");
+  // From a snapshot its modules are imported already; the files are still needed for the rest.
+  pyodide.unpackArchive(await wheelBytes, "wheel");
   const bridge = pyodide.pyimport("waystation.device._bridge");
   timings.packagesMs = performance.now() - started - timings.runtimeMs;
+  timings.pythonReadyAt = performance.now(); // ms since the worker started, like bundleReadyAt
   return { pyodide, bridge };
 }
 
 /**
- * Fetch a bundle's files, verify each against the manifest, and write them into Python's FS.
- * @param {any} pyodide @param {string} name @param {string | undefined} version the active one if undefined
- * @param {(p: object) => void} progress
+ * Pyodide from the build's memory snapshot (the interpreter with Waystation's modules imported:
+ * py_src/waystation/pyodide_snapshot.py), or booted from scratch when the site has none or it
+ * cannot be used; app.info.timings says which, and why.
+ * @param {any} boot the site's boot.json
  */
-async function fetchBundle(pyodide, name, version, progress) {
+async function loadPython(boot) {
+  const options = {
+    indexURL: new URL("pyodide/", base).href,
+    lockFileURL: new URL("pyodide/pyodide-lock.json", base).href,
+    stdout: (/** @type {string} */ line) => console.log(line),
+    stderr: (/** @type {string} */ line) => console.warn(line),
+  };
+  if (boot.snapshot) {
+    try {
+      const snapshot = await fetchSnapshot(new URL(boot.snapshot, base));
+      const pyodide = await loadPyodide({ ...options, _loadSnapshot: snapshot });
+      timings.snapshot = true;
+      return pyodide;
+    } catch (err) {
+      const e = /** @type {Error} */ (err);
+      timings.snapshotError = `${e.name}: ${e.message}`.slice(0, 300);
+      console.warn(`waystation: starting Python without its snapshot (${timings.snapshotError})`);
+    }
+  }
+  timings.snapshot = false;
+  return loadPyodide(options);
+}
+
+/** The snapshot, gunzipped as it streams in. @param {URL} url */
+async function fetchSnapshot(url) {
+  const response = await fetchOk(url, "the Python start-up snapshot");
+  const body = /** @type {ReadableStream<Uint8Array<ArrayBuffer>>} */ (response.body).pipeThrough(new DecompressionStream("gzip"));
+  return new Uint8Array(await new Response(body).arrayBuffer());
+}
+
+/**
+ * Fetch a bundle's files and verify each against the (verified) manifest, all at once; start each
+ * model's session from its bytes. What Python reads (workflow, tokenizers, ...) is returned, to be
+ * written into its FS once Python is up (`writeBundle`).
+ * @param {string} name @param {string | undefined} version the active one if undefined
+ * @param {(p: object) => void} progress @param {unknown} webgpu open()'s option: "auto", "force" or "never"
+ */
+async function fetchBundle(name, version, progress, webgpu) {
   const root = new URL(`bundles/${encodeURIComponent(name)}/`, base);
   if (!version) {
     const latest = await fetchOk(new URL("latest.json", root), `bundle "${name}"`);
@@ -102,22 +181,57 @@ async function fetchBundle(pyodide, name, version, progress) {
   const manifest = await trustedManifest(manifestText, { bundle: name, version: /** @type {string} */ (version), url: new URL("manifest.json", dir).pathname, timings });
   const total = manifest.files.reduce((/** @type {number} */ n, /** @type {any} */ f) => n + f.size, 0);
   const path = `/bundles/${name}/${version}`;
-  pyodide.FS.mkdirTree(path);
-  pyodide.FS.writeFile(`${path}/manifest.json`, manifestText);
+  /** @type {Map<string, string[] | undefined>} each model file, and the execution providers it offers */
+  const models = new Map(Object.values(manifest.models ?? {}).map((/** @type {any} */ m) => [m.file, m.execution]));
+  const chosen = await chooseOrt(manifest, webgpu);
+  const execution = { chosen, onWebgpu: /** @type {string[]} */ ([]), fellBack: /** @type {string[]} */ ([]) };
+  /** @type {[string, Uint8Array][]} */
+  const files = [];
   let loaded = 0;
-  for (const file of manifest.files) {
+  await Promise.all(manifest.files.map(async (/** @type {any} */ file) => {
     const bytes = new Uint8Array(await (await fetchOk(new URL(file.path, dir), file.path)).arrayBuffer());
     const digest = await sha256Hex(bytes);
     if (bytes.length !== file.size || digest !== file.sha256) {
       throw Object.assign(new Error(`bundle file ${file.path} does not match its manifest (size or sha256)`), { name: "BundleError" });
     }
-    const parent = file.path.split("/").slice(0, -1).join("/");
-    if (parent) pyodide.FS.mkdirTree(`${path}/${parent}`);
-    pyodide.FS.writeFile(`${path}/${file.path}`, bytes);
+    if (models.has(file.path)) preloadModel(`${path}/${file.path}`, bytes, modelProviders(chosen, models.get(file.path)), execution);
+    else files.push([file.path, bytes]);
     loaded += file.size;
     progress({ stage: "bundle", file: file.path, loaded, total });
+  }));
+  return { path, version, manifestText, files, execution };
+}
+
+/**
+ * Start a model's session: on the WebGPU build when `providers` has WebGPU (and on the WASM build
+ * if that fails, noted in `execution`), else on the WASM build.
+ * @param {string} path @param {Uint8Array} bytes @param {string[]} providers
+ * @param {{chosen: {ort: any}, onWebgpu: string[], fellBack: string[]}} execution
+ */
+function preloadModel(path, bytes, providers, execution) {
+  if (!providers.includes("webgpu")) return ortHost.preload(path, bytes);
+  const model = path.split("/").pop();
+  execution.onWebgpu.push(model);
+  ortHost.preload(path, bytes, {
+    ort: execution.chosen.ort,
+    executionProviders: providers,
+    otherwise: { ort, executionProviders: ["wasm"] },
+    onFallback: (err) => execution.fellBack.push(`${model} (${err.message.slice(0, 200)})`),
+  });
+}
+
+/**
+ * Write a fetched bundle's files (all but its models) into Python's FS.
+ * @param {any} FS @param {{path: string, manifestText: string, files: [string, Uint8Array][]}} bundle
+ */
+function writeBundle(FS, { path, manifestText, files }) {
+  FS.mkdirTree(path);
+  FS.writeFile(`${path}/manifest.json`, manifestText);
+  for (const [name, bytes] of files) {
+    const parent = name.split("/").slice(0, -1).join("/");
+    if (parent) FS.mkdirTree(`${path}/${parent}`);
+    FS.writeFile(`${path}/${name}`, bytes);
   }
-  return { path, version };
 }
 
 async function fetchOk(/** @type {URL} */ url, /** @type {string} */ what) {
@@ -142,22 +256,35 @@ async function sha256Hex(/** @type {Uint8Array} */ bytes) {
 let openPath = null;
 
 /** Open a bundle version (the active one if none is given); the one open before stays open until this one is. */
-async function openBundle(/** @type {number} */ id, /** @type {string} */ name, /** @type {string | undefined} */ version, /** @type {any} */ account, /** @type {boolean} */ relay) {
+async function openBundle(/** @type {number} */ id, /** @type {string} */ name, /** @type {string | undefined} */ version, /** @type {any} */ account, /** @type {boolean} */ relay, /** @type {unknown} */ webgpu) {
   const progress = (/** @type {object} */ p) => self.postMessage({ id, type: "progress", ...p });
   const started = performance.now();
   pythonReady ??= bootPython(progress);
-  const python = await pythonReady;
-  const fetched = performance.now();
-  const [{ path }] = await Promise.all([
-    fetchBundle(python.pyodide, name, version, progress),
-    account ? state.connect(account) : state.load(),
-    // A reopen without an account (rollback) keeps the database the worker has mounted.
-    /** @type {DeviceData} */ (data).use(account === undefined && data?.owner !== undefined ? /** @type {string | null} */ (data.owner) : account?.user ?? null),
-  ]);
-  timings.bundleMs = performance.now() - fetched;
+  // The bundle's files and models, and the state documents, while Python boots.
+  const fetching = fetchBundle(name, version, progress, webgpu).then((bundle) => {
+    timings.bundleMs = performance.now() - started;
+    timings.bundleReadyAt = performance.now();
+    return bundle;
+  });
+  const loading = account ? state.connect(account) : state.load();
+  let python;
+  let bundle;
+  try {
+    [python, bundle] = await Promise.all([pythonReady, fetching, loading]);
+  } catch (err) {
+    ortHost.dropPreloaded();
+    throw err;
+  }
+  const { path } = bundle;
+  writeBundle(python.pyodide.FS, bundle);
+  // A reopen without an account (rollback) keeps the database the worker has mounted.
+  await /** @type {DeviceData} */ (data).use(account === undefined && data?.owner !== undefined ? /** @type {string | null} */ (data.owner) : account?.user ?? null);
   progress({ stage: "models", message: "loading models" });
+  const opening = performance.now();
   const info = JSON.parse(await python.bridge.open_bundle(path));
-  timings.modelsMs = performance.now() - fetched - timings.bundleMs;
+  timings.modelsMs = performance.now() - opening;
+  tensorParams = info.tensorParams ?? {};
+  functionParams = info.functions ?? {};
   bridge = python.bridge;
   if (openPath && openPath !== path) removeTree(python.pyodide.FS, openPath);
   openPath = path;
@@ -169,6 +296,7 @@ async function openBundle(/** @type {number} */ id, /** @type {string} */ name, 
     startupMs: performance.now() - started,
     crossOriginIsolated: self.crossOriginIsolated,
     ortThreads: ort.env.wasm.numThreads,
+    ...executionInfo(afterFallbacks(bundle.execution.chosen, bundle.execution.onWebgpu, bundle.execution.fellBack)),
   };
 }
 
@@ -273,6 +401,28 @@ function removeTree(/** @type {any} */ FS, /** @type {string} */ path) {
 }
 
 /**
+ * Drive a workflow call to its end (py_src/waystation/device/_eager.py): while Python hands back
+ * a Pending, await its JS promise (a model run) here and resume Python with the value, so the
+ * call crosses no event-loop task. A future (the call awaited something else) is awaited as is.
+ * @param {any} answer what bridge.call returned
+ */
+async function drive(answer) {
+  while (answer?.type === "Pending") {
+    const pending = answer;
+    let value;
+    let failure = null;
+    try {
+      value = await pending.promise;
+    } catch (err) {
+      failure = /** @type {Error} */ (err);
+    }
+    answer = failure ? pending.fail(String(failure.message ?? failure)) : pending.resume(value);
+    pending.destroy();
+  }
+  return typeof answer?.then === "function" ? await answer : answer;
+}
+
+/**
  * Copy each Python buffer (a memoryview of a Tensor) into a typed array of its own, which the
  * page then receives by transfer: one copy in all, and every proxy destroyed here.
  * @param {any} proxies a PyProxy of a list of memoryviews
@@ -297,7 +447,7 @@ self.onmessage = async (/** @type {MessageEvent} */ event) => {
       await pythonReady;
       self.postMessage({ id, ok: true, value: { ...timings } });
     } else if (type === "open") {
-      self.postMessage({ id, ok: true, value: await openBundle(id, event.data.bundle, event.data.version, event.data.account, event.data.relay) });
+      self.postMessage({ id, ok: true, value: await openBundle(id, event.data.bundle, event.data.version, event.data.account, event.data.relay, event.data.webgpu) });
     } else if (type === "sync") {
       if (event.data.account) await state.connect(event.data.account);
       else await state.disconnect();
@@ -327,11 +477,20 @@ self.onmessage = async (/** @type {MessageEvent} */ event) => {
     } else if (type === "call") {
       if (!bridge) throw Object.assign(new Error("no bundle is open"), { name: "WorkflowError" });
       const started = performance.now();
+      const { json, buffers } = tensorArgs(event.data.args ?? {}, tensorParams[event.data.name], functionParams[event.data.name]);
       // Under the data lock: a workflow may read or add events, and tabs take turns on the database.
-      const answer = await /** @type {DeviceData} */ (data).run(() => bridge.call(event.data.name, JSON.stringify(event.data.args ?? {})));
-      const reply = JSON.parse(answer.get(0));
-      const tensors = takeBuffers(answer.get(1));
-      answer.destroy();
+      const answer = await /** @type {DeviceData} */ (data).run(() => drive(bridge.call(event.data.name, json, buffers)));
+      /** @type {any} */
+      let reply;
+      /** @type {ArrayBufferView[]} */
+      let tensors = [];
+      if (typeof answer === "string") {
+        reply = JSON.parse(answer);
+      } else {
+        reply = JSON.parse(answer.get(0));
+        tensors = takeBuffers(answer.get(1));
+        answer.destroy();
+      }
       reply.workerMs = performance.now() - started;
       if (!reply.ok) self.postMessage({ id, ok: false, error: reply.error });
       else self.postMessage({ id, ok: true, value: reply, tensors }, tensors.map((t) => t.buffer));
