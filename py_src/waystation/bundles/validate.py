@@ -76,6 +76,7 @@ MODEL_KEYS: Spec = {
     "file": (_STR, True),
     "sample": (_TABLE, False),
     "layout": (_STR, False),
+    "execution": (_STR_LIST, False),
 }
 _SAMPLE_KEYS: Spec = {"dtype": (_STR, True), "shape": (_INT_LIST, True), "fill": (_INT, True)}
 _VARIANT_KEYS: Spec = {"models": (_TABLE, False)}
@@ -83,6 +84,8 @@ _EVENT_KEYS: Spec = {"fields": (_TABLE, True), "retention": (_TABLE, False), "re
 _RETENTION_KEYS: Spec = {k: (_INT, False) for k in ("days", "hours", "minutes", "seconds", "rows")}
 _FEATURE_KEYS: Spec = {"key": (_STR, True), "max_age": (_STR, False)}
 _LAYOUTS = ("by-layer", "as-made")
+# Where a model may run on a device, in order of preference; WASM is the fallback and must be there.
+_EXECUTION_PROVIDERS = ("webgpu", "wasm")
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,18 @@ class _Checker:
                                             f"{', '.join(map(repr, _LAYOUTS))}{did_you_mean(model['layout'], _LAYOUTS)}")
         if isinstance(model.get("sample"), dict):
             self.sample(name, model["sample"])
+        if _is_str_list(model.get("execution")):
+            self.execution(name, model["execution"])
+
+    def execution(self, model: str, providers: list[str]) -> None:
+        keys, known = ("models", model, "execution"), _EXECUTION_PROVIDERS
+        unknown = [p for p in providers if p not in known]
+        for provider in unknown:
+            self.problem(keys, f"[models.{model}] execution {provider!r} must be one of "
+                               f"{', '.join(map(repr, known))}{did_you_mean(provider, known)}")
+        if not unknown and (len(set(providers)) != len(providers) or "wasm" not in providers):
+            self.problem(keys, f"[models.{model}] execution {providers!r} must name each provider once and "
+                               "include 'wasm' (where the model runs without WebGPU), e.g. [\"webgpu\", \"wasm\"]")
 
     def sample(self, model: str, sample: dict[str, Any]) -> None:
         keys = ("models", model, "sample")
