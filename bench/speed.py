@@ -201,6 +201,14 @@ def print_startup(r: dict, args: argparse.Namespace) -> None:
         keys = ("runtimeMs", "packagesMs", "bundleMs", "modelsMs", "pythonReadyAt", "bundleReadyAt")
         print("  waystation's parts (medians):", ", ".join(f"{k} {med([x.get(k) or 0 for x in timings]):.0f}" for k in keys),
               f"snapshot {timings[0].get('snapshot')}")
+        model = [next(iter(x.get("models", {}).values()), {}) for x in timings]
+        print("  the model file, ms since the worker started:",
+              ", ".join(f"{k} {med([m.get(k) or 0 for m in model]):.0f}" for k in ("fetchedAt", "verifiedAt", "sessionAt")))
+    first = (w.get("firstInfo") or {}).get("timings", {})
+    if first:
+        print("  first visit's parts:", ", ".join(f"{k} {first.get(k) or 0:.0f}" for k in ("runtimeMs", "bundleMs", "modelsMs")),
+              "model", {k: round(v) for k, v in next(iter(first.get("models", {}).values()), {}).items()},
+              "page", {k: round(v) if isinstance(v, float) else v for k, v in w["firstInfo"].get("openTimings", {}).items()})
     print(f"first visit, online, to first embedding: waystation {w['first']:.0f} ms, transformers.js {t['first']:.0f} ms "
           f"({w['first'] / t['first']:.2f}x), raw ORT {raw['first']:.0f} ms")
     print(f"memory with MiniLM loaded (renderer PSS, page + worker + service worker): waystation {w['memoryMb']:.0f} MB, "

@@ -68,6 +68,7 @@ function makeOrtHost(ort, { executionProviders = ["wasm"] } = {}) {
       }
       session.catch(() => {}); // reported by takeSession's caller, not as an unhandled rejection
       preloaded.set(path, session);
+      return session;
     },
 
     /** The session preloaded for `path` (once), or null: Python then loads the file itself. @param {string} path */

@@ -75,6 +75,7 @@ async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl
   // Python starts booting at once when the worker's requests will reach the same place as after
   // the service worker connects: a page it controls already, or one without it. On a first visit
   // the worker waits for it to take control, so that the bundle comes from its store, not twice.
+  const started = performance.now();
   const early = !serviceWorker || Boolean(navigator.serviceWorker?.controller);
   const progress = new OpenProgress(bundle, onProgress); // the worker's and the install's, as one story
   let worker = early ? startWorker(baseUrl, bundle, progress.fromWorker) : null;
@@ -85,16 +86,23 @@ async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl
     worker?.close();
     throw err;
   }
+  const connected = performance.now();
   worker ??= startWorker(baseUrl, bundle, progress.fromWorker);
   const app = new App(worker, { bundle, baseUrl, store, onProgress });
   try {
     const persisted = store ? persist() : Promise.resolve(false);
     const installed = store && /** @type {any} */ (await installBundle(store, { bundle, channel }, progress, { timeoutMs: installTimeoutMs }));
+    const bundleInstalled = performance.now();
     if (sync) app._account = await app._renewed(checkAccount(sync, "open()"));
     app.events.relayEnabled = relay;
     app._webgpu = webgpu;
     app.info = await worker.request({ type: "open", bundle, version: installed?.version, account: app._syncAccount(), relay, webgpu });
     app.info.storagePersisted = await persisted;
+    // Where open()'s time went on the page's side (the worker's is in app.info.timings): the
+    // service worker taking control (a first visit: its precache of the shell) and the bundle's
+    // install into its store (a first visit: every chunk), before the worker could open it.
+    app.info.openTimings = { serviceWorkerMs: connected - started, installMs: bundleInstalled - connected,
+      workerStartedEarly: early, totalMs: performance.now() - started };
   } catch (err) {
     app.close();
     throw err;
@@ -585,6 +593,9 @@ class StoreClient {
   static async connect(baseUrl) {
     const container = navigator.serviceWorker;
     if (!container) return null;
+    // A page outside the service worker's scope (an app embedding the runtime under a prefix) is
+    // never controlled by it: waiting for that would wait forever, so it runs without the store.
+    if (!location.href.startsWith(new URL("./", baseUrl).href)) return null;
     const claimed = new Promise((resolve) => container.addEventListener("controllerchange", resolve, { once: true }));
     const registration = await registerServiceWorker(baseUrl);
     if (!registration) return null;

@@ -190,12 +190,20 @@ async function fetchBundle(name, version, progress, webgpu) {
   let loaded = 0;
   await Promise.all(manifest.files.map(async (/** @type {any} */ file) => {
     const bytes = new Uint8Array(await (await fetchOk(new URL(file.path, dir), file.path)).arrayBuffer());
+    const fetchedAt = performance.now();
     const digest = await sha256Hex(bytes);
     if (bytes.length !== file.size || digest !== file.sha256) {
       throw Object.assign(new Error(`bundle file ${file.path} does not match its manifest (size or sha256)`), { name: "BundleError" });
     }
-    if (models.has(file.path)) preloadModel(`${path}/${file.path}`, bytes, modelProviders(chosen, models.get(file.path)), execution);
-    else files.push([file.path, bytes]);
+    if (models.has(file.path)) {
+      // Where a model's start-up goes, ms since the worker started: for app.info.timings.models.
+      const when = { fetchedAt, verifiedAt: performance.now(), sessionAt: 0 };
+      (timings.models ??= {})[file.path] = when;
+      preloadModel(`${path}/${file.path}`, bytes, modelProviders(chosen, models.get(file.path)), execution)
+        ?.then(() => { when.sessionAt = performance.now(); }, () => {});
+    } else {
+      files.push([file.path, bytes]);
+    }
     loaded += file.size;
     progress({ stage: "bundle", file: file.path, loaded, total });
   }));
@@ -212,7 +220,7 @@ function preloadModel(path, bytes, providers, execution) {
   if (!providers.includes("webgpu")) return ortHost.preload(path, bytes);
   const model = path.split("/").pop();
   execution.onWebgpu.push(model);
-  ortHost.preload(path, bytes, {
+  return ortHost.preload(path, bytes, {
     ort: execution.chosen.ort,
     executionProviders: providers,
     otherwise: { ort, executionProviders: ["wasm"] },
