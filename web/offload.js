@@ -35,7 +35,7 @@ const NEVER = { offload: "never" };
 
 // Failures of the device itself, not of the call: worth asking the server. Everything else (a bad
 // argument, no such function, the function's own exception) would fail the same there.
-const DEVICE_FAILURES = new Set(["model-error", "ModelError", "internal-error", "WorkerError", "MemoryError", "RangeError"]);
+const DEVICE_FAILURES = new Set(["model-error", "ModelError", "internal-error", "worker-failed", "WorkerError", "MemoryError", "RangeError"]);
 
 // Answers of the server that say it cannot run the call now (not what the call itself did): the
 // page then waits for the device instead, when it can.

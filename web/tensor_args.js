@@ -5,6 +5,8 @@
 // its bytes; a nested list of numbers given to a parameter annotated `Tensor` is packed into
 // a typed array here, in JS, instead of becoming a Python list of Python floats. Everything else
 // is JSON, as before. The Python half is `_with_tensors` in py_src/waystation/device/_bridge.py.
+import { argumentsJson } from "./arguments_json.js";
+
 export { tensorArgs };
 
 /** @type {Record<string, any>} dtype -> typed array constructor */
@@ -32,7 +34,7 @@ function tensorArgs(args, tensorParams = {}, paramNames = []) {
   const placed = Array.isArray(args)
     ? args.map((value, i) => place(value, tensorParams[paramNames[i]]))
     : Object.fromEntries(Object.entries(args).map(([name, value]) => [name, place(value, tensorParams[name])]));
-  return { json: JSON.stringify(placed), buffers };
+  return { json: argumentsJson(placed), buffers }; // NaN and Infinity stay visible, for Python to refuse
 }
 
 /**

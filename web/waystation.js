@@ -16,8 +16,9 @@
 //   app.addEventListener("data", (e) => console.log(e.detail.relay, e.detail.features)); // relay, feature sync
 //   app.close();
 //
-// Workflow functions run in Python inside a Web Worker; a Python exception rejects the
-// promise with a WaystationError whose `name` is the Python exception type. Bundles live in
+// Workflow functions run in Python inside a Web Worker; a failure rejects the promise with a
+// WaystationError whose `name` is a code of docs/errors.md ("invalid-argument", "workflow-error",
+// ...), its Python type and traceback in `pythonType` and `traceback`. Bundles live in
 // the service worker's store (IndexedDB); its errors carry a code as their name, e.g.
 // "chunk-corrupt", "signature-invalid", "quota-exceeded", "smoke-check-failed". Account calls
 // reject with "account-error" (status in details), "rate-limited" or "server-busy" (details.retryAfter
@@ -31,15 +32,17 @@ export { App, changePassword, login, logout, logoutAll, open, preload, register,
 /** An error raised by a workflow function or by Waystation itself, carried to the page. */
 class WaystationError extends Error {
   /**
-   * @param {string} type the Python exception type, e.g. "ValueError", or an update error code, e.g. "chunk-corrupt"
+   * @param {string} code what happened, a code of docs/errors.md: "invalid-argument", "workflow-error", "chunk-corrupt"...
    * @param {string} message
    * @param {string} [traceback] the Python traceback, when there is one
    * @param {Record<string, unknown>} [details] what an update error is made of (url, status, ...)
+   * @param {string} [pythonType] the Python exception's type, e.g. "ValueError", when the error came from Python
    */
-  constructor(type, message, traceback, details) {
+  constructor(code, message, traceback, details, pythonType) {
     super(message);
-    this.name = type;
-    this.type = type;
+    this.name = code;
+    this.type = code; // the same code, for pages written before `name` was one
+    this.pythonType = pythonType;
     this.traceback = traceback;
     this.details = details;
   }
@@ -52,7 +55,8 @@ class WaystationError extends Error {
  * @typedef {{state: "local" | "offline" | "syncing" | "synced" | "unauthorized" | "refused", user: string | null,
  *   documents: Record<string, string>, reason?: string}} SyncStatus
  * @typedef {{bundle: string, channel?: string, onProgress?: (p: Progress) => void, baseUrl?: string | URL, serviceWorker?: boolean,
- *   sync?: Account | null, relay?: boolean, installTimeoutMs?: number, webgpu?: "auto" | "force" | "never"}} OpenOptions
+ *   sync?: Account | null, relay?: boolean, installTimeoutMs?: number, webgpu?: "auto" | "force" | "never",
+ *   logLevel?: "debug" | "info" | "warning" | "error"}} OpenOptions
  * @typedef {{channel?: string, activate?: "now" | "next-load", onProgress?: (p: any) => void, device?: string,
  *   timeoutMs?: number, retries?: number, concurrency?: number}} UpdateOptions
  */
@@ -70,8 +74,12 @@ class WaystationError extends Error {
  * @param {OpenOptions} options
  * @returns {Promise<App>}
  */
-async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true, sync = null, relay = false, installTimeoutMs = Infinity, webgpu = "auto" }) {
+async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true, sync = null, relay = false, installTimeoutMs = Infinity, webgpu = "auto", logLevel = undefined }) {
   if (typeof bundle !== "string" || !bundle) throw new TypeError("open(): `bundle` must be a bundle name, e.g. \"digits\"");
+  // ctx.log's level in the worker (INFO unless given), as `waystation run --log-level` sets it on CPython
+  if (logLevel !== undefined && !["debug", "info", "warning", "error"].includes(logLevel)) {
+    throw new TypeError(`open(): logLevel ${JSON.stringify(logLevel)} is not one of "debug", "info", "warning", "error"`);
+  }
   // Python starts booting at once when the worker's requests will reach the same place as after
   // the service worker connects: a page it controls already, or one without it. On a first visit
   // the worker waits for it to take control, so that the bundle comes from its store, not twice.
@@ -96,7 +104,8 @@ async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl
     if (sync) app._account = await app._renewed(checkAccount(sync, "open()"));
     app.events.relayEnabled = relay;
     app._webgpu = webgpu;
-    app.info = await worker.request({ type: "open", bundle, version: installed?.version, account: app._syncAccount(), relay, webgpu });
+    app._logLevel = logLevel;
+    app.info = await worker.request({ type: "open", bundle, version: installed?.version, account: app._syncAccount(), relay, webgpu, logLevel });
     app.info.storagePersisted = await persisted;
     // Where open()'s time went on the page's side (the worker's is in app.info.timings): the
     // service worker taking control (a first visit: its precache of the shell) and the bundle's
@@ -295,6 +304,8 @@ class App extends EventTarget {
     this._account = null;
     /** @type {unknown} open()'s `webgpu`: where models run, kept for the versions an update or rollback opens */
     this._webgpu = "auto";
+    /** @type {string | undefined} ctx.log's level, given to each worker this app opens */
+    this._logLevel = undefined;
     /** @type {SyncStatus} */
     this.syncStatus = { state: "local", user: null, documents: {} };
     /** Events and feature tables on the device (web/events.js): add, relay, flush, status, syncFeatures. */
@@ -439,7 +450,7 @@ class App extends EventTarget {
     const candidate = new WorkerPort(this._baseUrl, `${bundle} ${staged.to} (smoke check)`, (p) => onProgress({ ...p, stage: "smoke-check" }));
     let info;
     try {
-      info = await candidate.request({ type: "open", bundle, version: staged.to, account: this._syncAccount(), webgpu: this._webgpu });
+      info = await candidate.request({ type: "open", bundle, version: staged.to, account: this._syncAccount(), webgpu: this._webgpu, logLevel: this._logLevel });
       info.smokeCheck = await candidate.request({ type: "smoke" });
     } catch (err) {
       const e = /** @type {WaystationError} */ (err);
@@ -489,7 +500,7 @@ class App extends EventTarget {
   close() {
     removeEventListener("online", this._onNetwork);
     removeEventListener("offline", this._onNetwork);
-    this._worker.close(new WaystationError("ClosedError", "the app was closed"));
+    this._worker.close(new WaystationError("closed", "the app was closed"));
   }
 
   /** Answer from now on with the worker that opened and checked the new version. */
@@ -499,7 +510,7 @@ class App extends EventTarget {
     this._worker = worker;
     this._listen(worker);
     this.info = { ...this.info, ...info };
-    old.close(new WaystationError("ClosedError", `the app moved to ${info.version}`));
+    old.close(new WaystationError("closed", `the app moved to ${info.version}`));
     worker.request({ type: "relay", enabled: this.events.relayEnabled }).catch(() => {});
     // What the new worker told while it was a candidate was not relayed: ask it now.
     worker.request({ type: "network", online: navigator.onLine }).then((status) => {
@@ -531,7 +542,7 @@ class WorkerPort {
     /** @type {Map<number, {resolve: (v: any) => void, reject: (e: Error) => void}>} */
     this._pending = new Map();
     this._onMessage = (/** @type {MessageEvent} */ e) => this._receive(e.data);
-    this._onError = (/** @type {ErrorEvent} */ e) => this._failAll(new WaystationError("WorkerError", e.message || "the worker failed to start"));
+    this._onError = (/** @type {ErrorEvent} */ e) => this._failAll(new WaystationError("worker-failed", e.message || "the worker failed to start"));
     this.worker.addEventListener("message", this._onMessage);
     this.worker.addEventListener("error", this._onError);
   }
@@ -546,7 +557,7 @@ class WorkerPort {
   }
 
   /** Stop the worker; pending requests reject with `reason`. */
-  close(/** @type {Error} */ reason = new WaystationError("ClosedError", "the worker was closed")) {
+  close(/** @type {Error} */ reason = new WaystationError("closed", "the worker was closed")) {
     this.worker.removeEventListener("message", this._onMessage);
     this.worker.removeEventListener("error", this._onError);
     this.worker.terminate();
@@ -567,7 +578,7 @@ class WorkerPort {
     if (!pending) return;
     this._pending.delete(data.id);
     if (data.ok) pending.resolve(data.tensors?.length ? reviveTensors(data.value, data.tensors) : data.value);
-    else pending.reject(new WaystationError(data.error.type, data.error.message, data.error.traceback));
+    else pending.reject(new WaystationError(data.error.code ?? data.error.type, data.error.message, data.error.traceback, data.error.details, data.error.pythonType));
   }
 
   /** @param {Error} error */

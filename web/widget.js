@@ -423,7 +423,7 @@ class WaystationApp extends HTMLElement {
   #close() {
     this.#generation++;
     this.#closeApp();
-    if (this.#state === "loading") this.#rejectReady(new WaystationError("ClosedError", "the element left the document before its bundle opened"));
+    if (this.#state === "loading") this.#rejectReady(new WaystationError("closed", "the element left the document before its bundle opened"));
     this.#newReady();
     this.#setState("idle");
   }
@@ -454,7 +454,7 @@ class WaystationApp extends HTMLElement {
 
   /** @param {unknown} err @param {ErrorDetail["during"]} during */
   #fail(err, during) {
-    const error = err instanceof Error ? err : new WaystationError("Error", String(err));
+    const error = err instanceof Error ? err : new WaystationError("internal-error", String(err));
     this.#showError(error);
     this.#emit("error", { error, during });
   }

@@ -193,7 +193,7 @@ async function fetchBundle(name, version, progress, webgpu) {
     const fetchedAt = performance.now();
     const digest = await sha256Hex(bytes);
     if (bytes.length !== file.size || digest !== file.sha256) {
-      throw Object.assign(new Error(`bundle file ${file.path} does not match its manifest (size or sha256)`), { name: "BundleError" });
+      throw Object.assign(new Error(`bundle file ${file.path} does not match its manifest (size or sha256)`), { name: "bundle-error" });
     }
     if (models.has(file.path)) {
       // Where a model's start-up goes, ms since the worker started: for app.info.timings.models.
@@ -250,7 +250,7 @@ async function fetchOk(/** @type {URL} */ url, /** @type {string} */ what) {
     if (typeof told?.type === "string") {
       throw Object.assign(new Error(`cannot fetch ${what}: ${told.message}`), { name: told.type });
     }
-    throw Object.assign(new Error(`cannot fetch ${what}: HTTP ${response.status} for ${url.pathname}`), { name: "BundleError" });
+    throw Object.assign(new Error(`cannot fetch ${what}: HTTP ${response.status} for ${url.pathname}`), { name: "bundle-error" });
   }
   return response;
 }
@@ -264,7 +264,7 @@ async function sha256Hex(/** @type {Uint8Array} */ bytes) {
 let openPath = null;
 
 /** Open a bundle version (the active one if none is given); the one open before stays open until this one is. */
-async function openBundle(/** @type {number} */ id, /** @type {string} */ name, /** @type {string | undefined} */ version, /** @type {any} */ account, /** @type {boolean} */ relay, /** @type {unknown} */ webgpu) {
+async function openBundle(/** @type {number} */ id, /** @type {string} */ name, /** @type {string | undefined} */ version, /** @type {any} */ account, /** @type {boolean} */ relay, /** @type {unknown} */ webgpu, /** @type {string | undefined} */ logLevel) {
   const progress = (/** @type {object} */ p) => self.postMessage({ id, type: "progress", ...p });
   const started = performance.now();
   pythonReady ??= bootPython(progress);
@@ -289,7 +289,9 @@ async function openBundle(/** @type {number} */ id, /** @type {string} */ name, 
   await /** @type {DeviceData} */ (data).use(account === undefined && data?.owner !== undefined ? /** @type {string | null} */ (data.owner) : account?.user ?? null);
   progress({ stage: "models", message: "loading models" });
   const opening = performance.now();
+  if (logLevel !== undefined) python.pyodide.pyimport("waystation.device.log").set_log_level(logLevel);
   const info = JSON.parse(await python.bridge.open_bundle(path));
+  if (info.ok === false) throw fromPython(info.error); // e.g. workflow-import-failed, in one line
   timings.modelsMs = performance.now() - opening;
   tensorParams = info.tensorParams ?? {};
   functionParams = info.functions ?? {};
@@ -367,7 +369,7 @@ async function drainEvents() {
  * @param {{name: string, events: object[]}[]} adds
  */
 async function addEvents(adds) {
-  if (!dataBridge) throw Object.assign(new Error("no bundle is open"), { name: "WorkflowError" });
+  if (!dataBridge) throw Object.assign(new Error("no bundle is open"), { name: "not-open" });
   /** @type {object[]} */
   const results = [];
   for (let start = 0; start < adds.length;) {
@@ -455,7 +457,7 @@ self.onmessage = async (/** @type {MessageEvent} */ event) => {
       await pythonReady;
       self.postMessage({ id, ok: true, value: { ...timings } });
     } else if (type === "open") {
-      self.postMessage({ id, ok: true, value: await openBundle(id, event.data.bundle, event.data.version, event.data.account, event.data.relay, event.data.webgpu) });
+      self.postMessage({ id, ok: true, value: await openBundle(id, event.data.bundle, event.data.version, event.data.account, event.data.relay, event.data.webgpu, event.data.logLevel) });
     } else if (type === "sync") {
       if (event.data.account) await state.connect(event.data.account);
       else await state.disconnect();
@@ -478,12 +480,12 @@ self.onmessage = async (/** @type {MessageEvent} */ event) => {
     } else if (type === "data-status") {
       self.postMessage({ id, ok: true, value: dataSync.status() });
     } else if (type === "smoke") {
-      if (!bridge) throw Object.assign(new Error("no bundle is open"), { name: "WorkflowError" });
+      if (!bridge) throw Object.assign(new Error("no bundle is open"), { name: "not-open" });
       const reply = JSON.parse(await bridge.smoke_check());
       if (!reply.ok) self.postMessage({ id, ok: false, error: reply.error });
       else self.postMessage({ id, ok: true, value: reply.result });
     } else if (type === "call") {
-      if (!bridge) throw Object.assign(new Error("no bundle is open"), { name: "WorkflowError" });
+      if (!bridge) throw Object.assign(new Error("no bundle is open"), { name: "not-open" });
       const started = performance.now();
       const { json, buffers } = tensorArgs(event.data.args ?? {}, tensorParams[event.data.name], functionParams[event.data.name]);
       // Under the data lock: a workflow may read or add events, and tabs take turns on the database.
@@ -506,7 +508,26 @@ self.onmessage = async (/** @type {MessageEvent} */ event) => {
       throw new Error(`unknown message type ${type}`);
     }
   } catch (err) {
-    const e = /** @type {Error} */ (err);
-    self.postMessage({ id, ok: false, error: { type: e.name || "Error", message: e.message } });
+    self.postMessage({ id, ok: false, error: errorReply(/** @type {Error} */ (err)) });
   }
 };
+
+/**
+ * An error of Python's reply (`_bridge._error`: code, message, pythonType, traceback) as a JS Error
+ * named by its code, so that it reaches the page as Python sent it.
+ * @param {{code?: string, type: string, message: string, pythonType?: string, traceback?: string}} error
+ */
+function fromPython(error) {
+  return Object.assign(new Error(error.message), { name: error.code ?? error.type, pythonType: error.pythonType, traceback: error.traceback });
+}
+
+/**
+ * What crosses to the page for an error thrown here: a name that is a code of docs/errors.md (a JS
+ * error without one, a bug, is "internal-error" with its own name in the message).
+ * @param {Error & {pythonType?: string, traceback?: string}} e
+ */
+function errorReply(e) {
+  const coded = /^[a-z]+(-[a-z]+)*$/.test(e.name ?? "");
+  const code = coded ? e.name : "internal-error";
+  return { code, type: code, message: coded ? e.message : `${e.name || "Error"}: ${e.message}`, pythonType: e.pythonType, traceback: e.traceback ?? (coded ? undefined : e.stack) };
+}

@@ -75,7 +75,7 @@ def test_tensor_results_arrive_as_typed_arrays_equal_to_cpython(digits_page, sit
 
 
 @pytest.mark.parametrize(
-    ("function", "args", "name", "_python_type", "message"),
+    ("function", "args", "name", "python_type", "message"),
     [
         ("classify", {"pixels": [0.0] * 4, "width": 2, "height": 2}, "workflow-error", "ValueError",
          "the image is blank: draw a digit first"),
@@ -86,10 +86,10 @@ def test_tensor_results_arrive_as_typed_arrays_equal_to_cpython(digits_page, sit
         ("nope", {}, "no-such-function", "NoSuchFunctionError", "no exported function 'nope'"),
     ],
 )
-def test_python_errors_reject_the_promise_with_code_type_and_message(digits_page, function, args, name, _python_type, message):
+def test_python_errors_reject_the_promise_with_code_type_and_message(digits_page, function, args, name, python_type, message):
     result = digits_page.evaluate(OPEN_AND_CALL, [function, args])
     assert not result["ok"] and result["isError"]
-    assert result["name"] == name
+    assert (result["name"], result["pythonType"]) == (name, python_type)
     assert message in result["message"]
 
 

@@ -19,6 +19,7 @@ import json
 from typing import Any
 
 from ._eager import run_eagerly
+from .arguments import load_arguments, result_json
 from .errors import error_detail
 from .runtime import App
 from .smoke import smoke_check as run_smoke_check
@@ -32,7 +33,10 @@ _app: App | None = None
 async def open_bundle(path: str) -> str:
     """Open the bundle at `path`; the one open before is closed only once this one is open."""
     global _app
-    opened = await App.open(path, verify=False)  # the worker verified every file with WebCrypto
+    try:
+        opened = await App.open(path, verify=False)  # the worker verified every file with WebCrypto
+    except Exception as exc:  # the page gets its code and one-line message (an import failure says where)
+        return _error(exc)
     previous, _app = _app, opened
     if previous is not None:
         previous.close()
@@ -62,8 +66,8 @@ async def _call(name: str, args_json: str, buffers: Any) -> str | tuple[str, lis
         return _error(RuntimeError("no bundle is open"))
     tensors: list[Tensor] = []
     try:
-        args = _with_tensors(json.loads(args_json), buffers)
-        reply = json.dumps({"ok": True, **(await _app.call(name, args, tensors=tensors))}, allow_nan=False)
+        args = _with_tensors(load_arguments(name, args_json), buffers)  # NaN, Infinity: refused as on CPython
+        reply = result_json(name, {"ok": True, **(await _app.call(name, args, tensors=tensors))})
     except Exception as exc:  # every failure reaches the page as a rejected promise
         return _error(exc)
     return (reply, [t.data for t in tensors]) if tensors else reply
