@@ -456,8 +456,9 @@ class App extends EventTarget {
       const e = /** @type {WaystationError} */ (err);
       candidate.close();
       await store.request("discard", { bundle, version: staged.to }).catch(() => {});
-      throw new WaystationError("smoke-check-failed", `${bundle} ${staged.to} failed its smoke check: ${e.name}: ${e.message}; ` +
-        `${bundle} ${this.version} stays active`, e.traceback, { version: staged.to, cause: e.name });
+      // What failed, by its Python type when it came from Python (SmokeCheckError, ModelError), else its code
+      throw new WaystationError("smoke-check-failed", `${bundle} ${staged.to} failed its smoke check: ${e.pythonType ?? e.name}: ${e.message}; ` +
+        `${bundle} ${this.version} stays active`, e.traceback, { version: staged.to, cause: e.name }, e.pythonType);
     }
     try {
       await store.request("activate", { bundle, version: staged.to, when: activate });
