@@ -30,35 +30,53 @@ CALL = """async ([name, args]) => {
   }
 }"""
 BROKEN = "from waystation.device import export\n\ndef f(:\n    pass\n"
+SPEAKS = """from waystation.device import export
+
+@export
+def speak(ctx) -> int:
+    for level in ("debug", "info", "warning", "error"):
+        getattr(ctx.log, level)("said at %s", level)
+    return 4
+"""
 
 
 @pytest.fixture(scope="module")
 def broken_bundle(site_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """digits 1.0.0 renamed "broken", with a workflow that does not parse, signed by the site's key."""
-    folder = shutil.copytree(site_dir / "bundles" / "digits" / "1.0.0", tmp_path_factory.mktemp("broken") / "1.0.0")
+    return signed_copy(site_dir, tmp_path_factory.mktemp("broken"), "broken", BROKEN)
+
+
+@pytest.fixture(scope="module")
+def speaking_bundle(site_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """digits 1.0.0 renamed "speaks", its workflow one function that logs at every level."""
+    return signed_copy(site_dir, tmp_path_factory.mktemp("speaks"), "speaks", SPEAKS)
+
+
+def signed_copy(site_dir: Path, tmp: Path, name: str, script: str) -> Path:
+    folder = shutil.copytree(site_dir / "bundles" / "digits" / "1.0.0", tmp / "1.0.0")
     manifest = json.loads((folder / "manifest.json").read_text())
-    workflow = BROKEN.encode()
+    workflow = script.encode()
     (folder / manifest["workflow"]).write_bytes(workflow)
     for entry in manifest["files"]:
         if entry["path"] == manifest["workflow"]:
             entry.update(size=len(workflow), sha256=hashlib.sha256(workflow).hexdigest(),
                          chunks=[list(c) for c in split(workflow)])
-    manifest.update(name="broken", models={})
+    manifest.update(name=name, models={})
     manifest.pop("signature", None)
     (folder / "manifest.json").write_text(manifest_text(sign_manifest(manifest, dev_key())))
     return folder
 
 
-def serve_broken(context: BrowserContext, folder: Path) -> None:
-    """The page's requests for bundle "broken" answered from `folder` (the site has no such bundle)."""
+def serve(context: BrowserContext, name: str, folder: Path) -> None:
+    """The page's requests for bundle `name` answered from `folder` (the site has no such bundle)."""
     def handle(route: Route) -> None:
-        path = route.request.url.split("/bundles/broken/", 1)[1].split("?")[0]
+        path = route.request.url.split(f"/bundles/{name}/", 1)[1].split("?")[0]
         if path == "latest.json":
             route.fulfill(status=200, body=json.dumps({"version": "1.0.0"}), headers={"Content-Type": "application/json"})
         else:
             route.fulfill(status=200, body=(folder.parent / path).read_bytes())
 
-    context.route("**/bundles/broken/**", handle)
+    context.route(f"**/bundles/{name}/**", handle)
 
 
 def on_cpython(site_dir: Path, function: str, text: str) -> tuple[str, str]:
@@ -102,7 +120,7 @@ def test_a_workflow_exception_is_workflow_error_with_its_python_type(digits_page
 
 
 def test_a_workflow_that_fails_to_import_says_so_in_one_line(context: BrowserContext, digits_page: Page, broken_bundle: Path):
-    serve_broken(context, broken_bundle)
+    serve(context, "broken", broken_bundle)
     result = digits_page.evaluate("""async () => {
       const { open } = await import("/waystation.js");
       try { await open({ bundle: "broken", serviceWorker: false }); return null; }
@@ -110,3 +128,21 @@ def test_a_workflow_that_fails_to_import_says_so_in_one_line(context: BrowserCon
     }""")
     assert result == {"name": "workflow-import-failed", "pythonType": "WorkflowError",
                       "message": "workflow.py line 3: SyntaxError: invalid syntax"}
+
+
+def test_log_lines_reach_the_console_by_level_at_the_level_open_was_given(context: BrowserContext, digits_page: Page,
+                                                                            speaking_bundle: Path):
+    serve(context, "speaks", speaking_bundle)
+    lines: list[tuple[str, str]] = []
+    digits_page.on("console", lambda m: lines.append((m.type, m.text)) if "said at" in m.text else None)
+    for level in ("info", "debug"):
+        said = digits_page.evaluate("""async (level) => {
+          const { open } = await import("/waystation.js");
+          const app = await open({ bundle: "speaks", serviceWorker: false, ...(level === "info" ? {} : { logLevel: level }) });
+          try { return await app.call("speak", {}); } finally { app.close(); }
+        }""", level)
+        assert said == 4
+    digits_page.wait_for_timeout(500)  # console events arrive on their own
+    at_info = [("info", "[speaks speak] INFO said at info"), ("warning", "[speaks speak] WARNING said at warning"),
+               ("error", "[speaks speak] ERROR said at error")]
+    assert lines == [*at_info, ("debug", "[speaks speak] DEBUG said at debug"), *at_info]
