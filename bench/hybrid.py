@@ -1,7 +1,9 @@
-"""Hybrid execution: the server's throughput running MiniLM `embed` for pages (POST /api/run).
+"""Hybrid execution: the server's throughput running MiniLM `embed` for pages (POST /api/run),
+and the time to a first answer of a fresh visit with `open({fallback: "auto"})` and without.
 
     .venv/bin/python bench/hybrid.py                                  # concurrency 8, 20 s, RUN_WORKERS 1, 2, 4
     .venv/bin/python bench/hybrid.py --concurrency 8 --seconds 30 --workers 2 --texts 4
+    .venv/bin/python bench/hybrid.py --first-visits 5                 # headless Chromium, 5 visits each way
 
 Builds the MiniLM bundle (int8, as the site ships it; the recipe's cached output is reused),
 makes `embed` offloadable, publishes it to a fresh --data and starts the real server (a child
@@ -10,6 +12,11 @@ signed-in user's --concurrency clients (threads, each with its own HTTP connecti
 `embed` with --texts sentences back to back for --seconds after one warm-up call each. It prints
 calls/s, sentences/s, p50/p99/max latency, refusals (429/503/504 would show as errors), and the
 CPU the server used in cores (100% is one core); the clients share the machine's cores.
+
+--first-visits N builds the site, publishes digits made offloadable on channel "hybrid" and has
+headless Chromium make N first visits each with fallback "auto" and "never", alternating, each in
+a fresh context (no service worker, nothing stored): the time from calling open() to it
+resolving and to the first answer of `classify_features` (tests/e2e/test_offload.py's script).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "unit")]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "unit")]  # server_process, offload_bundles, e2e
 
 from waystation.bundles.builder import build_bundle  # noqa: E402
 from waystation.server.registry import Registry  # noqa: E402
@@ -47,7 +54,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="WAYSTATION_RUN_WORKERS values")
     parser.add_argument("--texts", type=int, default=1, help="sentences per call")
+    parser.add_argument("--first-visits", type=int, default=0, metavar="N",
+                        help="instead: N fresh visits with fallback auto and N without, in headless Chromium")
     args = parser.parse_args()
+    if args.first_visits:
+        first_visits(args.first_visits)
+        return
     with tempfile.TemporaryDirectory(prefix="waystation-hybrid-") as tmp:
         work = Path(tmp)
         built = build_bundle(ROOT / "models" / "minilm", work / "built", progress=lambda _m: None)
@@ -133,6 +145,53 @@ def measure(server: Server, path: str, args: argparse.Namespace) -> str:
     p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
     return (f"| {server.env['WAYSTATION_RUN_WORKERS']} | {len(ms) / elapsed:.1f} | {len(ms) * args.texts / elapsed:.1f} | "
             f"{statistics.median(ms):.0f} | {p99:.0f} | {ms[-1]:.0f} | {len(errors)} | {cpu:.0%} |")
+
+
+def first_visits(count: int) -> None:
+    """Time to open() and to the first answer of fresh visits, fallback "auto" vs "never"."""
+    from playwright.sync_api import sync_playwright
+
+    from waystation.site import build_site
+
+    from e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+    from e2e.test_offload import FIRST_VISIT, PROBE_PAGE
+
+    with tempfile.TemporaryDirectory(prefix="waystation-hybrid-") as tmp:
+        work = Path(tmp)
+        site = work / "dist"
+        build_site(ROOT, site, progress=lambda _m: None)
+        data = work / "data"
+        digits = offloadable(site / "bundles" / "digits" / "1.0.0", work / "offload", never=["classify"], version="1.0.1")
+        Registry(data).publish(digits, "hybrid")
+        server = Server(site, data).start()
+        times: dict[str, list[tuple[float, float]]] = {"auto": [], "never": []}
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                for i in range(count):
+                    for fallback in ("auto", "never"):
+                        account = {"user": f"visit{i}{fallback}", "password": "correct horse battery"}
+                        token = httpx.post(f"{server.url}/api/sync/register", json=account).json()["token"]
+                        context = browser.new_context()
+                        context.route(server.url + PROBE_PAGE, lambda route: route.fulfill(
+                            content_type="text/html", body="<!doctype html><title>first visit</title>"))
+                        page = context.new_page()
+                        page.set_default_timeout(120_000)
+                        page.goto(server.url + PROBE_PAGE)
+                        seen = page.evaluate(FIRST_VISIT, {"account": {"user": account["user"], "token": token},
+                                                           "fallback": fallback})
+                        times[fallback].append((seen["openedMs"], seen["firstAnswerMs"]))
+                        context.close()
+                browser.close()
+        finally:
+            server.stop()
+    print(f"First visits to digits (headless Chromium, {count} each, alternating), median of each:")
+    print("| fallback | open() resolves ms | first answer ms | all first answers ms |")
+    print("|---|---|---|---|")
+    for fallback, rows in times.items():
+        answers = ", ".join(f"{b:.0f}" for _, b in rows)
+        print(f"| {fallback} | {statistics.median(a for a, _ in rows):.0f} | {statistics.median(b for _, b in rows):.0f} "
+              f"| {answers} |")
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -25,6 +25,7 @@
 // in seconds) and "network".
 
 import { DataClient } from "./events.js";
+import { answering, Offload, trackDevice } from "./offload.js";
 import { installBundle, OpenProgress } from "./first_install.js";
 
 export { App, changePassword, login, logout, logoutAll, open, preload, register, registerServiceWorker, renew, WaystationError };
@@ -56,7 +57,7 @@ class WaystationError extends Error {
  *   documents: Record<string, string>, reason?: string}} SyncStatus
  * @typedef {{bundle: string, channel?: string, onProgress?: (p: Progress) => void, baseUrl?: string | URL, serviceWorker?: boolean,
  *   sync?: Account | null, relay?: boolean, installTimeoutMs?: number, webgpu?: "auto" | "force" | "never",
- *   logLevel?: "debug" | "info" | "warning" | "error"}} OpenOptions
+ *   logLevel?: "debug" | "info" | "warning" | "error", fallback?: "auto" | "never"}} OpenOptions
  * @typedef {{channel?: string, activate?: "now" | "next-load", onProgress?: (p: any) => void, device?: string,
  *   timeoutMs?: number, retries?: number, concurrency?: number}} UpdateOptions
  */
@@ -71,10 +72,13 @@ class WaystationError extends Error {
  * `webgpu` says where models run: "auto" (WebGPU when the bundle offers it and the device has a
  * hardware adapter), "force" or "never"; app.info.executionProviders and executionReason tell
  * what was chosen and why (web/execution.js).
+ * `fallback: "auto"` (with `sync`) lets the server answer the functions whose workflow allows it
+ * while the device cannot (web/offload.js): open() then resolves as soon as either can answer,
+ * and `app.ready` when the device can.
  * @param {OpenOptions} options
  * @returns {Promise<App>}
  */
-async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true, sync = null, relay = false, installTimeoutMs = Infinity, webgpu = "auto", logLevel = undefined }) {
+async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true, sync = null, relay = false, installTimeoutMs = Infinity, webgpu = "auto", logLevel = undefined, fallback = "never" }) {
   if (typeof bundle !== "string" || !bundle) throw new TypeError("open(): `bundle` must be a bundle name, e.g. \"digits\"");
   // ctx.log's level in the worker (INFO unless given), as `waystation run --log-level` sets it on CPython
   if (logLevel !== undefined && !["debug", "info", "warning", "error"].includes(logLevel)) {
@@ -98,10 +102,18 @@ async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl
   worker ??= startWorker(baseUrl, bundle, progress.fromWorker);
   const app = new App(worker, { bundle, baseUrl, store, onProgress });
   try {
+    if (sync) app._account = await app._renewed(checkAccount(sync, "open()"));
+    app._offload = new Offload({ bundle, channel, baseUrl, fallback, account: () => app._account, toError: replyError,
+      emit: (detail) => app.dispatchEvent(new CustomEvent("offload", { detail })) });
+  } catch (err) {
+    app.close();
+    throw err;
+  }
+  // The device opens the bundle; with fallback "auto" open() may resolve before (offload.js).
+  const opened = (async () => {
     const persisted = store ? persist() : Promise.resolve(false);
     const installed = store && /** @type {any} */ (await installBundle(store, { bundle, channel }, progress, { timeoutMs: installTimeoutMs }));
     const bundleInstalled = performance.now();
-    if (sync) app._account = await app._renewed(checkAccount(sync, "open()"));
     app.events.relayEnabled = relay;
     app._webgpu = webgpu;
     app._logLevel = logLevel;
@@ -112,11 +124,25 @@ async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl
     // install into its store (a first visit: every chunk), before the worker could open it.
     app.info.openTimings = { serviceWorkerMs: connected - started, installMs: bundleInstalled - connected,
       workerStartedEarly: early, totalMs: performance.now() - started };
+  })();
+  app._device = trackDevice(opened);
+  try {
+    // Answering from the server first: its description (name, version, functions, offload) until the device's.
+    if ((await answering(app._offload, opened, store, bundle)) === "server") app.info ??= { ...app._offload.remote };
   } catch (err) {
     app.close();
     throw err;
   }
   return app;
+}
+
+/**
+ * A page error from a reply's `error` (the server's run API answers as the worker does).
+ * @param {any} error @param {number} status
+ */
+function replyError(error, status) {
+  return new WaystationError(error.code ?? error.type, error.message, error.traceback,
+    { ...error.details, status, retryAfter: error.retryAfter }, error.pythonType);
 }
 
 /**
@@ -298,7 +324,12 @@ class App extends EventTarget {
     this._onProgress = onProgress;
     /** @type {any} name, version, functions, models, startupMs of the opened bundle */
     this.info = null;
-    /** @type {{name: string, ms: number, workerMs: number, pythonMs: number, metrics: Record<string, number>} | null} */
+    /** @type {Offload | null} where a call may go besides the device (open({fallback})) */
+    this._offload = null;
+    /** @type {{state: "loading" | "ready" | "failed", ready: Promise<unknown>}} the device opening the bundle */
+    this._device = { state: "ready", ready: Promise.resolve() };
+    /** @type {{name: string, ranOn: "device" | "server", ms: number, workerMs: number, pythonMs: number,
+     *   metrics: Record<string, number>} | null} */
     this.lastCall = null;
     /** @type {Account | null} */
     this._account = null;
@@ -405,6 +436,11 @@ class App extends EventTarget {
     };
   }
 
+  /** Resolves when the device answers calls (with fallback "auto", open() may resolve before). */
+  get ready() {
+    return this._device.ready.then(() => undefined);
+  }
+
   /** The active bundle version. */
   get version() {
     return this.info?.version;
@@ -422,8 +458,11 @@ class App extends EventTarget {
    */
   async call(name, args = {}) {
     const started = performance.now();
-    const reply = await this._worker.request({ type: "call", name, args });
-    this.lastCall = { name, ms: performance.now() - started, workerMs: reply.workerMs, pythonMs: reply.ms, metrics: reply.metrics };
+    const onDevice = () => this._worker.request({ type: "call", name, args });
+    const { reply, ranOn } = this._offload
+      ? await this._offload.route(name, args, { ...this._device, info: this.info }, onDevice)
+      : { reply: await onDevice(), ranOn: /** @type {"device"} */ ("device") };
+    this.lastCall = { name, ranOn, ms: performance.now() - started, workerMs: reply.workerMs, pythonMs: reply.ms, metrics: reply.metrics };
     return reply.result;
   }
 
