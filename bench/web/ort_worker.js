@@ -1,7 +1,7 @@
 // Direct onnxruntime-web in a worker, no Python: the fair peer for a UI-friendly app (the model
 // runs off the page's main thread, one postMessage round trip per call).
 //   {type: "load", model}                       -> {ok: true}
-//   {type: "run", feeds: {name: [dtype, data, dims]}, output} -> {data} of that output
+//   {feeds: {name: [dtype, data, dims]}, output}  -> {data} of that output
 //   {data, dims} (the digits model's "pixels")   -> {label, probabilities}
 import * as ort from "../ort/ort.wasm.min.mjs";
 
@@ -14,7 +14,7 @@ self.onmessage = async (/** @type {MessageEvent} */ e) => {
   if (e.data.type === "load") {
     session = await ort.InferenceSession.create(e.data.model, { executionProviders: ["wasm"], graphOptimizationLevel: "all" });
     self.postMessage({ ok: true });
-  } else if (e.data.type === "run") {
+  } else if (e.data.feeds) {
     /** @type {Record<string, any>} */
     const feeds = {};
     for (const [name, [dtype, data, dims]] of Object.entries(e.data.feeds)) feeds[name] = new ort.Tensor(dtype, data, dims);
