@@ -26,6 +26,7 @@ from typing import Any
 
 from . import __version__
 from .data_cli import add_data_commands
+from .extras import command_name, missing_extra
 
 __all__ = ["LOG_LEVELS", "main"]
 
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # the user's mistake is one clear line; a bug of Waystation's keeps its traceback
-        line, status = _error_line(exc)
+        missing = missing_extra(exc, command_name(args.handler))  # an optional dependency not installed: which extra
+        line, status = (missing, 1) if missing else _error_line(exc)
         if line is None:
             raise
         if args.debug:
