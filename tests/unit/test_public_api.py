@@ -7,18 +7,24 @@ import pytest
 
 import waystation
 
+# Every module and package, private ones too (not `__main__`, which runs the command when imported;
+# not `hosts.browser`, which needs Pyodide's `js`), and the package itself.
 MODULES = sorted(
-    m.name for m in pkgutil.walk_packages(waystation.__path__, "waystation.")
-    if not m.name.rsplit(".", 1)[-1].startswith("_") and "hosts.browser" not in m.name
+    ["waystation"] + [m.name for m in pkgutil.walk_packages(waystation.__path__, "waystation.")
+                      if m.name != "waystation.__main__" and "hosts.browser" not in m.name]
 )
+
+
+def test_the_walk_finds_the_packages():
+    assert {"waystation.bundles", "waystation.cli", "waystation.device", "waystation.device._env",
+            "waystation.server.sync"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_all_is_sorted_and_resolves(name):
     module = importlib.import_module(name)
     names = getattr(module, "__all__", None)
-    if names is None:
-        return
+    assert names is not None, f"{name} has no __all__: say what it offers (an empty list when nothing)"
     assert list(names) == sorted(names), f"{name}.__all__ is not sorted"
     missing = [n for n in names if not hasattr(module, n)]
     assert not missing, f"{name}.__all__ names what it lacks: {missing}"
