@@ -31,13 +31,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench"), str(ROOT / "models" / "minilm")]
 
-from e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
-from minilm_latency import SENTENCES, pre_tokenised, site_with_bench  # noqa: E402
 from playwright.sync_api import BrowserContext, sync_playwright  # noqa: E402
-from server_process import Server  # noqa: E402
 
 from waystation.bundles.builder import build_bundle  # noqa: E402
 from waystation.bundles.signing import dev_key  # noqa: E402
+
+from e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+from minilm_latency import SENTENCES, pre_tokenised, site_with_bench  # noqa: E402
+from server_process import Server  # noqa: E402
 
 TEXT = SENTENCES[0]
 PARTS = ["startup", "warm", "digits", "rows"]
@@ -109,7 +110,8 @@ class Bench:
                 infos.append(result.get("info"))
                 context.set_offline(False)
                 page.close()
-            return {"first": first["ms"], "firstInfo": first.get("info"), "returning": returning, "infos": infos, "memoryMb": memory}
+            return {"first": first["ms"], "firstInfo": first.get("info"), "returning": returning, "infos": infos,
+                    "memoryMb": memory}
         finally:
             context.close()
             shutil.rmtree(profile, ignore_errors=True)
@@ -212,13 +214,15 @@ def print_startup(r: dict, args: argparse.Namespace) -> None:
     print(f"first visit, online, to first embedding: waystation {w['first']:.0f} ms, transformers.js {t['first']:.0f} ms "
           f"({w['first'] / t['first']:.2f}x), raw ORT {raw['first']:.0f} ms")
     print(f"memory with MiniLM loaded (renderer PSS, page + worker + service worker): waystation {w['memoryMb']:.0f} MB, "
-          f"transformers.js {t['memoryMb']:.0f} MB ({w['memoryMb'] / t['memoryMb']:.2f}x), raw ORT worker {raw['memoryMb']:.0f} MB")
+          f"transformers.js {t['memoryMb']:.0f} MB ({w['memoryMb'] / t['memoryMb']:.2f}x), "
+          f"raw ORT worker {raw['memoryMb']:.0f} MB")
 
 
 def print_warm(r: dict) -> None:
     m = r["warm"]["medianMs"]
     print(f"warm MiniLM batch 1: waystation {m['waystation']:.2f} ms, ORT in a worker {m['ortWorker']:.2f} ms "
-          f"({m['waystation'] / m['ortWorker']:.2f}x), transformers.js {m['transformersjs']:.2f} ms ({m['waystation'] / m['transformersjs']:.2f}x)")
+          f"({m['waystation'] / m['ortWorker']:.2f}x), "
+          f"transformers.js {m['transformersjs']:.2f} ms ({m['waystation'] / m['transformersjs']:.2f}x)")
     print("  waystation's parts:", ", ".join(f"{k} {v:.2f}" for k, v in r["warm"]["parts"].items()))
     print("  per round:", json.dumps(r["warm"]["rounds"]))
 

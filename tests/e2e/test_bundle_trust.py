@@ -58,7 +58,7 @@ OPEN = """async (bundle) => {
   await new Promise((resolve) => setTimeout(resolve, 300)); // a canary on its way arrives
   canary.close();
   return { ...result, seen, controlled: Boolean(navigator.serviceWorker.controller) };
-}""" % CANARY
+}""" % CANARY  # noqa: UP031  (the JS is full of braces)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,9 @@ from .test_bundle_updates import make_v2
 # that asks latest.json which version to open, and opens it (the service worker answers it).
 READ_LATEST = """async (times) => {
   const versions = [];
-  for (let i = 0; i < times; i++) versions.push((await (await fetch("/bundles/digits/latest.json", { cache: "no-store" })).json()).version);
+  for (let i = 0; i < times; i++) {
+    versions.push((await (await fetch("/bundles/digits/latest.json", { cache: "no-store" })).json()).version);
+  }
   const { open } = await import("/waystation.js");
   const other = await open({ bundle: "digits", serviceWorker: false });
   const opened = other.version;

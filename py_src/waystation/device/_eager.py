@@ -86,6 +86,7 @@ def _step(coro: Coroutine[Any, Any, Any], context: contextvars.Context, advance:
 async def _resume(coro: Coroutine[Any, Any, Any], yielded: Any, context: contextvars.Context) -> Any:
     # The rest of the call on the event loop: hand each thing the coroutine yields to the task
     # running this one, and send back what the task answers (asyncio's own protocol).
+    advance: Callable[[Any], Any]
     while True:
         try:
             if isinstance(yielded, JsPromise):
