@@ -9,6 +9,8 @@
 // tab killed after that loses none of them), or rejects with a WaystationError (name "data-error")
 // that names the table and the field, with none of that add's events stored.
 
+import { WORKER } from "./sw/protocol.js";
+
 export { DataClient };
 
 /**
@@ -58,22 +60,22 @@ class DataClient {
    */
   relay(enabled, { flush = false } = {}) {
     this.relayEnabled = enabled;
-    return this._port().request({ type: "relay", enabled, flush });
+    return this._port().request({ type: WORKER.relay, enabled, flush });
   }
 
   /** Send what is pending now and wait for it. */
   flush() {
-    return this._port().request({ type: "relay", flush: true });
+    return this._port().request({ type: WORKER.relay, flush: true });
   }
 
   /** Relay state and the last feature sync of each table. */
   status() {
-    return this._port().request({ type: "data-status" });
+    return this._port().request({ type: WORKER.dataStatus });
   }
 
   /** Bring the bundle's feature tables up to date now (as deltas); resolves with the status. */
   syncFeatures() {
-    return this._port().request({ type: "features" });
+    return this._port().request({ type: WORKER.features });
   }
 
   async _send() {
@@ -83,7 +85,7 @@ class DataClient {
     this._waiters = [];
     let results;
     try {
-      results = await this._port().request({ type: "events", adds });
+      results = await this._port().request({ type: WORKER.events, adds });
     } catch (err) {
       for (const waiter of waiters) waiter.reject(/** @type {Error} */ (err));
       return;

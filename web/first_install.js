@@ -6,13 +6,15 @@
 // store still lacks (service_worker/sw/updater.js stores them one by one), and the progress the
 // page sees goes on from the bytes stored before: it never goes backwards.
 
+import { STORE } from "./sw/protocol.js";
+
 export { installBundle, OpenProgress };
 
 /** The first wait, doubled after each try that stored nothing, up to the last. */
 const RETRY_MS = { first: 1_000, max: 30_000 };
 
 /**
- * @typedef {{request: (type: string, data: object, onProgress?: (p: any) => void) => Promise<unknown>}} Store
+ * @typedef {{request: (type: (typeof STORE)[keyof typeof STORE], data: object, onProgress?: (p: any) => void) => Promise<unknown>}} Store
  * @typedef {{stage: string, message?: string, loaded?: number, total?: number, [key: string]: unknown}} Progress
  */
 
@@ -30,7 +32,7 @@ async function installBundle(store, request, progress, { timeoutMs = Infinity } 
   for (let waitMs = RETRY_MS.first; ;) {
     const storedBefore = progress.loaded;
     try {
-      const installed = await store.request("install", request, (p) => progress.fromStore(p));
+      const installed = await store.request(STORE.install, request, (p) => progress.fromStore(p));
       progress.waiting = false;
       return installed;
     } catch (err) {

@@ -18,6 +18,8 @@
 //                       result[confidence] < threshold (the server's answer is then used)
 // The server needs an account (open({sync})): its run API serves signed-in users only.
 
+import { STORE } from "./sw/protocol.js";
+
 export { answering, isDeviceFailure, Offload, reviveServerReply, toJsonArgs, trackDevice };
 
 /**
@@ -202,7 +204,7 @@ function trackDevice(opened) {
  * answer for it, whichever comes first. A device that fails to open leaves the server answering
  * the functions it may run; with neither, this rejects with the device's error.
  * @param {Offload} offload @param {Promise<unknown>} opened the page's worker opening the bundle
- * @param {{request: (type: string, data: object) => Promise<unknown>} | null} store the service worker's
+ * @param {{request: (type: (typeof STORE)[keyof typeof STORE], data: object) => Promise<unknown>} | null} store the service worker's
  *   bundle store, whose device id the server's answer uses (so it answers with the version the device installs)
  * @param {string} bundle
  * @returns {Promise<"device" | "server">}
@@ -213,7 +215,7 @@ async function answering(offload, opened, store, bundle) {
     return "device";
   }
   const deviceId = store
-    ? store.request("versions", { bundle }).then((held) => /** @type {any} */ (held).device)
+    ? store.request(STORE.versions, { bundle }).then((held) => /** @type {any} */ (held).device)
     : Promise.resolve(crypto.randomUUID()); // no store: no rollout to agree with
   const described = deviceId.then((id) => offload.connect(id), () => null);
   const first = await Promise.race([

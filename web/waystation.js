@@ -25,6 +25,7 @@
 // in seconds) and "network".
 
 import { DataClient } from "./events.js";
+import { STORE, STORE_EVENT, WORKER, WORKER_EVENT } from "./sw/protocol.js";
 import { answering, Offload, trackDevice } from "./offload.js";
 import { installBundle, OpenProgress } from "./first_install.js";
 
@@ -117,7 +118,7 @@ async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl
     app.events.relayEnabled = relay;
     app._webgpu = webgpu;
     app._logLevel = logLevel;
-    app.info = await worker.request({ type: "open", bundle, version: installed?.version, account: app._syncAccount(), relay, webgpu, logLevel });
+    app.info = await worker.request({ type: WORKER.open, bundle, version: installed?.version, account: app._syncAccount(), relay, webgpu, logLevel });
     app.info.storagePersisted = await persisted;
     // Where open()'s time went on the page's side (the worker's is in app.info.timings): the
     // service worker taking control (a first visit: its precache of the shell) and the bundle's
@@ -158,7 +159,7 @@ function startWorker(baseUrl, bundle, onProgress) {
     return spare;
   }
   const worker = new WorkerPort(baseUrl, bundle, onProgress);
-  worker.request({ type: "boot" }).catch(() => {});
+  worker.request({ type: WORKER.boot }).catch(() => {});
   return worker;
 }
 
@@ -180,7 +181,7 @@ function preload({ baseUrl = new URL("./", import.meta.url), serviceWorker = tru
   const key = new URL("./", baseUrl).href;
   if (spares.has(key) || (serviceWorker && navigator.serviceWorker && !navigator.serviceWorker.controller)) return;
   const worker = new WorkerPort(baseUrl, "preloaded", () => {});
-  worker.request({ type: "boot" }).catch(() => {});
+  worker.request({ type: WORKER.boot }).catch(() => {});
   spares.set(key, worker);
 }
 
@@ -341,7 +342,7 @@ class App extends EventTarget {
     this.syncStatus = { state: "local", user: null, documents: {} };
     /** Events and feature tables on the device (web/events.js): add, relay, flush, status, syncFeatures. */
     this.events = new DataClient(() => this._worker, (type, message) => new WaystationError(type, message));
-    this._onNetwork = () => this._worker.request({ type: "network", online: navigator.onLine }).catch(() => {});
+    this._onNetwork = () => this._worker.request({ type: WORKER.network, online: navigator.onLine }).catch(() => {});
     addEventListener("online", this._onNetwork);
     addEventListener("offline", this._onNetwork);
     this._onNetwork(); // before "open": the page's view of the network, not the worker's, from the start
@@ -358,7 +359,7 @@ class App extends EventTarget {
    */
   async connect(account) {
     this._account = await this._renewed(checkAccount(account, "connect()"));
-    return this._worker.request({ type: "sync", account: this._syncAccount() });
+    return this._worker.request({ type: WORKER.sync, account: this._syncAccount() });
   }
 
   /**
@@ -372,7 +373,7 @@ class App extends EventTarget {
   async disconnect({ revoke = true } = {}) {
     const account = this._account;
     this._account = null;
-    const status = await this._worker.request({ type: "sync", account: null });
+    const status = await this._worker.request({ type: WORKER.sync, account: null });
     if (revoke && account && navigator.onLine) await logout(account, { baseUrl: this._baseUrl }).catch(() => {});
     return status;
   }
@@ -393,7 +394,7 @@ class App extends EventTarget {
     const account = await changePassword({ account: this._account, oldPassword, newPassword, baseUrl: this._baseUrl });
     this._account = account;
     this.dispatchEvent(new CustomEvent("account", { detail: { account } }));
-    await this._worker.request({ type: "sync", account: this._syncAccount() });
+    await this._worker.request({ type: WORKER.sync, account: this._syncAccount() });
     return account;
   }
 
@@ -425,12 +426,12 @@ class App extends EventTarget {
   _listen(worker) {
     worker.onEvent = (/** @type {any} */ data) => {
       if (worker !== this._worker) return; // a smoke-check candidate, not adopted yet
-      if (data.type === "sync") {
+      if (data.type === WORKER_EVENT.sync) {
         this.syncStatus = data.status;
         this.dispatchEvent(new CustomEvent("sync", { detail: data.status }));
-      } else if (data.type === "state") {
+      } else if (data.type === WORKER_EVENT.state) {
         this.dispatchEvent(new CustomEvent("statechange", { detail: { documents: data.documents } }));
-      } else if (data.type === "data") {
+      } else if (data.type === WORKER_EVENT.data) {
         this.dispatchEvent(new CustomEvent("data", { detail: data.status }));
       }
     };
@@ -458,7 +459,7 @@ class App extends EventTarget {
    */
   async call(name, args = {}) {
     const started = performance.now();
-    const onDevice = () => this._worker.request({ type: "call", name, args });
+    const onDevice = () => this._worker.request({ type: WORKER.call, name, args });
     const { reply, ranOn } = this._offload
       ? await this._offload.route(name, args, { ...this._device, info: this.info }, onDevice)
       : { reply: await onDevice(), ranOn: /** @type {"device"} */ ("device") };
@@ -483,24 +484,24 @@ class App extends EventTarget {
     if (activate !== "now" && activate !== "next-load") throw new TypeError('update(): `activate` is "now" or "next-load"');
     const store = this._requireStore("update()");
     const bundle = this._bundle;
-    const staged = /** @type {any} */ (await store.request("update", { bundle, channel, ...options }, onProgress));
+    const staged = /** @type {any} */ (await store.request(STORE.update, { bundle, channel, ...options }, onProgress));
     if (staged.upToDate) return { ...staged, activated: null };
     onProgress({ stage: "smoke-check", message: `checking ${bundle} ${staged.to} in a fresh worker` });
     const candidate = new WorkerPort(this._baseUrl, `${bundle} ${staged.to} (smoke check)`, (p) => onProgress({ ...p, stage: "smoke-check" }));
     let info;
     try {
-      info = await candidate.request({ type: "open", bundle, version: staged.to, account: this._syncAccount(), webgpu: this._webgpu, logLevel: this._logLevel });
-      info.smokeCheck = await candidate.request({ type: "smoke" });
+      info = await candidate.request({ type: WORKER.open, bundle, version: staged.to, account: this._syncAccount(), webgpu: this._webgpu, logLevel: this._logLevel });
+      info.smokeCheck = await candidate.request({ type: WORKER.smoke });
     } catch (err) {
       const e = /** @type {WaystationError} */ (err);
       candidate.close();
-      await store.request("discard", { bundle, version: staged.to }).catch(() => {});
+      await store.request(STORE.discard, { bundle, version: staged.to }).catch(() => {});
       // What failed, by its Python type when it came from Python (SmokeCheckError, ModelError), else its code
       throw new WaystationError("smoke-check-failed", `${bundle} ${staged.to} failed its smoke check: ${e.pythonType ?? e.name}: ${e.message}; ` +
         `${bundle} ${this.version} stays active`, e.traceback, { version: staged.to, cause: e.name }, e.pythonType);
     }
     try {
-      await store.request("activate", { bundle, version: staged.to, when: activate });
+      await store.request(STORE.activate, { bundle, version: staged.to, when: activate });
     } catch (err) {
       candidate.close();
       throw err;
@@ -517,7 +518,7 @@ class App extends EventTarget {
    * @returns {Promise<{from: string | null, to: string, upToDate: boolean, fetchBytes: number, totalBytes: number}>}
    */
   async checkForUpdate({ channel = "stable", ...options } = {}) {
-    return /** @type {any} */ (this._requireStore("checkForUpdate()").request("check", { bundle: this._bundle, channel, ...options }));
+    return /** @type {any} */ (this._requireStore("checkForUpdate()").request(STORE.check, { bundle: this._bundle, channel, ...options }));
   }
 
   /**
@@ -525,14 +526,14 @@ class App extends EventTarget {
    * @returns {Promise<{from: string, to: string}>}
    */
   async rollback() {
-    const moved = /** @type {any} */ (await this._requireStore("rollback()").request("rollback", { bundle: this._bundle }));
-    this.info = { ...this.info, ...(await this._worker.request({ type: "open", bundle: this._bundle, version: moved.to, webgpu: this._webgpu })) };
+    const moved = /** @type {any} */ (await this._requireStore("rollback()").request(STORE.rollback, { bundle: this._bundle }));
+    this.info = { ...this.info, ...(await this._worker.request({ type: WORKER.open, bundle: this._bundle, version: moved.to, webgpu: this._webgpu })) };
     return moved;
   }
 
   /** What the device holds of this bundle: active, previous and staged versions, stored chunks, quota. */
   async versions() {
-    const held = /** @type {any} */ (await this._requireStore("versions()").request("versions", { bundle: this._bundle }));
+    const held = /** @type {any} */ (await this._requireStore("versions()").request(STORE.versions, { bundle: this._bundle }));
     return { ...held, running: this.version };
   }
 
@@ -551,9 +552,9 @@ class App extends EventTarget {
     this._listen(worker);
     this.info = { ...this.info, ...info };
     old.close(new WaystationError("closed", `the app moved to ${info.version}`));
-    worker.request({ type: "relay", enabled: this.events.relayEnabled }).catch(() => {});
+    worker.request({ type: WORKER.relay, enabled: this.events.relayEnabled }).catch(() => {});
     // What the new worker told while it was a candidate was not relayed: ask it now.
-    worker.request({ type: "network", online: navigator.onLine }).then((status) => {
+    worker.request({ type: WORKER.network, online: navigator.onLine }).then((status) => {
       this.syncStatus = status;
       this.dispatchEvent(new CustomEvent("sync", { detail: status }));
     }, () => {});
@@ -587,7 +588,7 @@ class WorkerPort {
     this.worker.addEventListener("error", this._onError);
   }
 
-  /** @param {object} message @returns {Promise<any>} */
+  /** @param {{type: (typeof WORKER)[keyof typeof WORKER]} & Record<string, unknown>} message @returns {Promise<any>} */
   request(message) {
     const id = this._nextId++;
     return new Promise((resolve, reject) => {
@@ -606,7 +607,7 @@ class WorkerPort {
 
   /** @param {any} data */
   _receive(data) {
-    if (data.type === "progress") {
+    if (data.type === WORKER_EVENT.progress) {
       this.onProgress(data);
       return;
     }
@@ -660,7 +661,7 @@ class StoreClient {
   }
 
   /**
-   * @param {string} type a request of service_worker/sw/messages.js
+   * @param {(typeof STORE)[keyof typeof STORE]} type a request of service_worker/sw/protocol.js
    * @param {object} data
    * @param {(p: any) => void} [onProgress]
    */
@@ -669,7 +670,7 @@ class StoreClient {
     return new Promise((resolve, reject) => {
       channel.port1.onmessage = (/** @type {MessageEvent} */ event) => {
         const reply = event.data;
-        if (reply.type === "progress") {
+        if (reply.type === STORE_EVENT.progress) {
           onProgress(reply.progress);
           return;
         }

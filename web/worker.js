@@ -1,5 +1,5 @@
 // The Pyodide host: runs workflow scripts in Python and lets them drive onnxruntime-web.
-// One worker holds one open bundle. Protocol (page -> worker): {id, type: "boot"} (start
+// One worker holds one open bundle. Protocol (page -> worker; the names live in sw/protocol.js): {id, type: "boot"} (start
 // Python early), {id, type: "open", bundle, version?, account?} (the active version when none is
 // given; with an account, its state documents are the ones loaded and synced),
 // {id, type: "smoke"} (the open bundle's smoke check), {id, type: "call", name, args},
@@ -33,6 +33,7 @@ import * as crdt from "./vendor/crdt.js";
 import { DeviceData } from "./device_data.js";
 import { DataSync } from "./data_sync.js";
 import { trustedManifest } from "./bundle_trust.js";
+import { WORKER, WORKER_EVENT } from "./sw/protocol.js";
 
 const base = new URL("./", import.meta.url);
 /** The settings of every onnxruntime-web build this worker runs. @param {any} build */
@@ -70,8 +71,8 @@ async function chooseOrt(manifest, mode) {
 
 // The user's state: Yjs documents persisted in IndexedDB, synced while the page has an account.
 const state = new DeviceState(crdt, {
-  onStatus: (status) => self.postMessage({ type: "sync", status }),
-  onChange: (documents) => self.postMessage({ type: "state", documents }),
+  onStatus: (status) => self.postMessage({ type: WORKER_EVENT.sync, status }),
+  onChange: (documents) => self.postMessage({ type: WORKER_EVENT.state, documents }),
 });
 
 /** @type {Promise<{pyodide: any, bridge: any}> | null} */
@@ -86,7 +87,7 @@ const dataSync = new DataSync({
   data: /** @type {any} */ ({ run: (/** @type {() => any} */ work) => /** @type {DeviceData} */ (data).run(work) }),
   python: () => dataBridge,
   base,
-  onStatus: (status) => self.postMessage({ type: "data", status }),
+  onStatus: (status) => self.postMessage({ type: WORKER_EVENT.data, status }),
 });
 /** How long `open` waits for the first feature sync before answering from the copy it has. */
 const FEATURES_AT_OPEN_MS = 3_000;
@@ -265,7 +266,7 @@ let openPath = null;
 
 /** Open a bundle version (the active one if none is given); the one open before stays open until this one is. */
 async function openBundle(/** @type {number} */ id, /** @type {string} */ name, /** @type {string | undefined} */ version, /** @type {any} */ account, /** @type {boolean} */ relay, /** @type {unknown} */ webgpu, /** @type {string | undefined} */ logLevel) {
-  const progress = (/** @type {object} */ p) => self.postMessage({ id, type: "progress", ...p });
+  const progress = (/** @type {object} */ p) => self.postMessage({ id, type: WORKER_EVENT.progress, ...p });
   const started = performance.now();
   pythonReady ??= bootPython(progress);
   // The bundle's files and models, and the state documents, while Python boots.
@@ -452,39 +453,39 @@ function takeBuffers(proxies) {
 self.onmessage = async (/** @type {MessageEvent} */ event) => {
   const { id, type } = event.data;
   try {
-    if (type === "boot") {
-      pythonReady ??= bootPython((p) => self.postMessage({ id, type: "progress", ...p }));
+    if (type === WORKER.boot) {
+      pythonReady ??= bootPython((p) => self.postMessage({ id, type: WORKER_EVENT.progress, ...p }));
       await pythonReady;
       self.postMessage({ id, ok: true, value: { ...timings } });
-    } else if (type === "open") {
+    } else if (type === WORKER.open) {
       self.postMessage({ id, ok: true, value: await openBundle(id, event.data.bundle, event.data.version, event.data.account, event.data.relay, event.data.webgpu, event.data.logLevel) });
-    } else if (type === "sync") {
+    } else if (type === WORKER.sync) {
       if (event.data.account) await state.connect(event.data.account);
       else await state.disconnect();
       if (data) await data.use(event.data.account?.user ?? null);
       dataSync.setAccount(event.data.account ?? null);
       self.postMessage({ id, ok: true, value: state.status() });
-    } else if (type === "network") {
+    } else if (type === WORKER.network) {
       state.setOnline(Boolean(event.data.online));
       dataSync.setOnline(Boolean(event.data.online));
       self.postMessage({ id, ok: true, value: state.status() });
-    } else if (type === "events") {
+    } else if (type === WORKER.events) {
       self.postMessage({ id, ok: true, value: await queueEvents(event.data.adds) });
-    } else if (type === "relay") {
+    } else if (type === WORKER.relay) {
       if (event.data.enabled !== undefined) dataSync.setRelay(Boolean(event.data.enabled));
       if (event.data.flush) await dataSync.relayNow();
       self.postMessage({ id, ok: true, value: dataSync.status() });
-    } else if (type === "features") {
+    } else if (type === WORKER.features) {
       await dataSync.syncFeatures();
       self.postMessage({ id, ok: true, value: dataSync.status() });
-    } else if (type === "data-status") {
+    } else if (type === WORKER.dataStatus) {
       self.postMessage({ id, ok: true, value: dataSync.status() });
-    } else if (type === "smoke") {
+    } else if (type === WORKER.smoke) {
       if (!bridge) throw Object.assign(new Error("no bundle is open"), { name: "not-open" });
       const reply = JSON.parse(await bridge.smoke_check());
       if (!reply.ok) self.postMessage({ id, ok: false, error: reply.error });
       else self.postMessage({ id, ok: true, value: reply.result });
-    } else if (type === "call") {
+    } else if (type === WORKER.call) {
       if (!bridge) throw Object.assign(new Error("no bundle is open"), { name: "not-open" });
       const started = performance.now();
       const { json, buffers } = tensorArgs(event.data.args ?? {}, tensorParams[event.data.name], functionParams[event.data.name]);

@@ -1,5 +1,6 @@
-// The page's requests to the service worker. Each arrives with a MessagePort of its own (a
-// MessageChannel per request): progress events go back on it as {type: "progress", progress},
+// The page's requests to the service worker, named in ./protocol.js. Each arrives with a
+// MessagePort of its own (a MessageChannel per request): progress events go back on it as
+// {type: "progress", progress},
 // then one reply, {ok: true, value} or {ok: false, error: {type, message, details}}.
 //
 //   install  {bundle, channel?}            the version to open: a version made ready for the next load
@@ -13,6 +14,7 @@
 //   versions {bundle}                      what the device holds
 
 import { UpdateError } from "./errors.js";
+import { STORE, STORE_EVENT } from "./protocol.js";
 
 export { handleMessage };
 
@@ -23,10 +25,10 @@ export { handleMessage };
 
 /** @type {Record<string, Handler>} */
 const HANDLERS = {
-  install: (d, { updater }, progress) => updater.install(d.bundle, options(d), progress),
-  check: (d, { updater }) => updater.check(d.bundle, options(d)),
-  update: (d, { updater }, progress) => updater.update(d.bundle, options(d), progress),
-  activate: async (d, { store }) => {
+  [STORE.install]: (d, { updater }, progress) => updater.install(d.bundle, options(d), progress),
+  [STORE.check]: (d, { updater }) => updater.check(d.bundle, options(d)),
+  [STORE.update]: (d, { updater }, progress) => updater.update(d.bundle, options(d), progress),
+  [STORE.activate]: async (d, { store }) => {
     if (d.when === "next-load") {
       await store.markReady(d.bundle, d.version);
       return { bundle: d.bundle, version: d.version, activates: "next-load" };
@@ -35,15 +37,15 @@ const HANDLERS = {
     const gc = await store.collectGarbage();
     return { bundle: d.bundle, from: before.active, to: d.version, activates: "now", ...gc };
   },
-  discard: async (d, { store }) => {
+  [STORE.discard]: async (d, { store }) => {
     await store.discard(d.bundle, d.version);
     return store.collectGarbage();
   },
-  rollback: async (d, { store }) => {
+  [STORE.rollback]: async (d, { store }) => {
     const moved = await store.rollback(d.bundle);
     return { ...moved, ...(await store.collectGarbage()) };
   },
-  versions: async (d, { store }) => {
+  [STORE.versions]: async (d, { store }) => {
     const estimate = await navigator.storage?.estimate?.();
     return { ...(await store.describe(d.bundle)), device: await store.deviceId(), usage: estimate?.usage, quota: estimate?.quota };
   },
@@ -54,7 +56,7 @@ const HANDLERS = {
  * @param {any} data @param {MessagePort} port @param {() => Promise<Services>} services
  */
 async function handleMessage(data, port, services) {
-  const progress = (/** @type {object} */ p) => port.postMessage({ type: "progress", progress: p });
+  const progress = (/** @type {object} */ p) => port.postMessage({ type: STORE_EVENT.progress, progress: p });
   try {
     const handler = HANDLERS[data?.type];
     if (!handler) throw new UpdateError("unsupported", { reason: `the service worker has no request ${JSON.stringify(data?.type)}` });
