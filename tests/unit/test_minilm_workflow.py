@@ -82,7 +82,7 @@ def test_remove_note(app, notes):
         ("embed", {"texts": []}, ValueError, "texts is empty"),
         ("embed", {"texts": ["ok", "  "]}, ValueError, r"texts\[1\] is empty or blank"),
         ("embed", {"texts": ["x"] * 129}, ValueError, "at most 128 texts per call, got 129"),
-        ("embed", {"texts": ["ok", 3]}, ArgumentError, r"embed\(\): parameter 'texts' expects list\[str\]"),
+        ("embed", {"texts": ["ok", 3]}, ArgumentError, r"^embed\(\): texts\[1\]: expected str, got int$"),
         ("search", {"query": "x", "k": 0}, ValueError, "k must be at least 1"),
         ("search", {"query": " "}, ValueError, "query is empty"),
     ],
