@@ -17,7 +17,7 @@
 //
 // The choice comes with its reason, "webgpu: ..." or "wasm: ...", which the worker reports as
 // app.info.executionReason beside app.info.executionProviders.
-export { afterFallbacks, chooseExecution, deviceGpu, executionInfo, modelProviders, onWasm, WEBGPU_MODES };
+export { afterFallbacks, checkWebgpuMode, chooseExecution, deviceGpu, executionInfo, modelProviders, onWasm, WEBGPU_MODES };
 
 /** @typedef {"auto" | "force" | "never"} WebGpuMode */
 /**
@@ -37,15 +37,23 @@ const WEBGPU_MODES = Object.freeze(["auto", "force", "never"]);
 const SOFTWARE = /swiftshader|llvmpipe|lavapipe|softpipe|microsoft basic render|\bwarp\b/i;
 
 /**
+ * Refuse an unknown `webgpu` option where open() is called (a TypeError on the page), not in the worker.
+ * @param {unknown} mode
+ */
+function checkWebgpuMode(mode) {
+  if (!WEBGPU_MODES.includes(/** @type {WebGpuMode} */ (mode))) {
+    throw new TypeError(`open(): \`webgpu\` must be one of ${WEBGPU_MODES.map((m) => `"${m}"`).join(", ")}, got ${JSON.stringify(mode)}`);
+  }
+}
+
+/**
  * Decide where a bundle's models run.
  * @param {{offered: boolean, mode?: unknown, gpu: () => Promise<DeviceGpu>}} facts `offered`: whether
  *   a model of the bundle lists "webgpu"; `gpu`: asks the device (called only when the answer matters)
  * @returns {Promise<Execution>}
  */
 async function chooseExecution({ offered, mode = "auto", gpu }) {
-  if (!WEBGPU_MODES.includes(/** @type {WebGpuMode} */ (mode))) {
-    throw new TypeError(`open(): \`webgpu\` must be one of ${WEBGPU_MODES.map((m) => `"${m}"`).join(", ")}, got ${JSON.stringify(mode)}`);
-  }
+  checkWebgpuMode(mode);
   if (mode === "never") return onWasm('webgpu is "never" (open() option)');
   if (mode === "auto" && !offered) return onWasm("the bundle does not offer webgpu");
   const { adapter, why } = await gpu();

@@ -25,6 +25,7 @@
 // in seconds) and "network".
 
 import { DataClient } from "./events.js";
+import { checkWebgpuMode } from "./execution.js";
 import { STORE, STORE_EVENT, WORKER, WORKER_EVENT } from "./sw/protocol.js";
 import { answering, Offload, trackDevice } from "./offload.js";
 import { installBundle, OpenProgress } from "./first_install.js";
@@ -81,6 +82,7 @@ class WaystationError extends Error {
  */
 async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true, sync = null, relay = false, installTimeoutMs = Infinity, webgpu = "auto", logLevel = undefined, fallback = "never" }) {
   if (typeof bundle !== "string" || !bundle) throw new TypeError("open(): `bundle` must be a bundle name, e.g. \"digits\"");
+  checkWebgpuMode(webgpu);
   // ctx.log's level in the worker (INFO unless given), as `waystation run --log-level` sets it on CPython
   if (logLevel !== undefined && !["debug", "info", "warning", "error"].includes(logLevel)) {
     throw new TypeError(`open(): logLevel ${JSON.stringify(logLevel)} is not one of "debug", "info", "warning", "error"`);

@@ -26,6 +26,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Response
 
 from waystation.bundles.builder import build_bundle
+from waystation.bundles.signing import dev_key
 from waystation.server.features_store import FeatureStore
 
 from .conftest import CHROMIUM, CHROMIUM_ARGS, open_page
@@ -326,7 +327,8 @@ def test_a_stale_feature_table_is_reported_with_its_age(devices, picks_server, s
     name = f"stale{secrets.token_hex(3)}"
     config = (source / "bundle.toml").read_text().replace('name = "picks"', f'name = "{name}"')
     (source / "bundle.toml").write_text(config.replace('max_age = "1d"', 'max_age = "2s"'))
-    build_bundle(source, site_dir / "bundles", progress=lambda _m: None)
+    # Signed with the key the built site trusts: the worker checks every manifest's signature.
+    build_bundle(source, site_dir / "bundles", progress=lambda _m: None, key=dev_key())
     page = open_picks(devices(), picks_server)
     outcome = page.evaluate("""async (name) => {
         const { open } = await import("/waystation.js");

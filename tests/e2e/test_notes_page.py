@@ -52,7 +52,8 @@ def test_blank_note_shows_a_clear_error(notes_page):
     notes_page.fill("#note-text", "   ")
     notes_page.click("#add")
     notes_page.wait_for_selector("#error:not([hidden])")
-    assert notes_page.text_content("#error") == "ValueError: texts[0] is empty or blank"
+    # The page shows the error's code (e.name), as every WaystationError carries one.
+    assert notes_page.text_content("#error") == "workflow-error: texts[0] is empty or blank"
 
 
 EMBED_IN_PAGE = """async ([bundle, texts]) => {
