@@ -9,7 +9,7 @@
 // tab killed after that loses none of them), or rejects with a WaystationError (name "data-error")
 // that names the table and the field, with none of that add's events stored.
 
-import { WORKER } from "./sw/protocol.js";
+import { WORKER } from "./protocol.js";
 
 export { DataClient };
 

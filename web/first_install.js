@@ -6,7 +6,7 @@
 // store still lacks (service_worker/sw/updater.js stores them one by one), and the progress the
 // page sees goes on from the bytes stored before: it never goes backwards.
 
-import { STORE } from "./sw/protocol.js";
+import { STORE } from "./protocol.js";
 
 export { installBundle, OpenProgress };
 

@@ -18,7 +18,7 @@
 //                       result[confidence] < threshold (the server's answer is then used)
 // The server needs an account (open({sync})): its run API serves signed-in users only.
 
-import { STORE } from "./sw/protocol.js";
+import { STORE } from "./protocol.js";
 
 export { answering, isDeviceFailure, Offload, reviveServerReply, toJsonArgs, trackDevice };
 

@@ -26,7 +26,7 @@
 
 import { DataClient } from "./events.js";
 import { checkWebgpuMode } from "./execution.js";
-import { STORE, STORE_EVENT, WORKER, WORKER_EVENT } from "./sw/protocol.js";
+import { STORE, STORE_EVENT, WORKER, WORKER_EVENT } from "./protocol.js";
 import { answering, Offload, trackDevice } from "./offload.js";
 import { installBundle, OpenProgress } from "./first_install.js";
 
@@ -663,7 +663,7 @@ class StoreClient {
   }
 
   /**
-   * @param {(typeof STORE)[keyof typeof STORE]} type a request of service_worker/sw/protocol.js
+   * @param {(typeof STORE)[keyof typeof STORE]} type a request named in web/protocol.js
    * @param {object} data
    * @param {(p: any) => void} [onProgress]
    */

@@ -1,5 +1,5 @@
 // The Pyodide host: runs workflow scripts in Python and lets them drive onnxruntime-web.
-// One worker holds one open bundle. Protocol (page -> worker; the names live in sw/protocol.js): {id, type: "boot"} (start
+// One worker holds one open bundle. Protocol (page -> worker; the names live in protocol.js): {id, type: "boot"} (start
 // Python early), {id, type: "open", bundle, version?, account?} (the active version when none is
 // given; with an account, its state documents are the ones loaded and synced),
 // {id, type: "smoke"} (the open bundle's smoke check), {id, type: "call", name, args},
@@ -33,7 +33,7 @@ import * as crdt from "./vendor/crdt.js";
 import { DeviceData } from "./device_data.js";
 import { DataSync } from "./data_sync.js";
 import { trustedManifest } from "./bundle_trust.js";
-import { WORKER, WORKER_EVENT } from "./sw/protocol.js";
+import { WORKER, WORKER_EVENT } from "./protocol.js";
 
 const base = new URL("./", import.meta.url);
 /** The settings of every onnxruntime-web build this worker runs. @param {any} build */

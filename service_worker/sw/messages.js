@@ -1,4 +1,4 @@
-// The page's requests to the service worker, named in ./protocol.js. Each arrives with a
+// The page's requests to the service worker, named in protocol.js (web/protocol.js, at the site's root). Each arrives with a
 // MessagePort of its own (a MessageChannel per request): progress events go back on it as
 // {type: "progress", progress},
 // then one reply, {ok: true, value} or {ok: false, error: {type, message, details}}.
@@ -14,7 +14,7 @@
 //   versions {bundle}                      what the device holds
 
 import { UpdateError } from "./errors.js";
-import { STORE, STORE_EVENT } from "./protocol.js";
+import { STORE, STORE_EVENT } from "../protocol.js";
 
 export { handleMessage };
 

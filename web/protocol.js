@@ -1,8 +1,8 @@
 // Every message between the page (web/waystation.js), its bundle worker (web/worker.js) and the
 // service worker (sw/messages.js), named once. Each side imports these names instead of spelling
 // the strings itself, so a renamed or misspelt message is a type error (tsc --checkJs), not a
-// request that is never answered. The page and the worker import this module from the site's
-// sw/ folder, where the service worker's own modules live.
+// request that is never answered. It sits at the site's root beside waystation.js and worker.js;
+// the service worker's modules import it from there (../protocol.js).
 //
 // Page -> bundle worker: {id, type: WORKER.*, ...}; the worker replies {id, ok, value | error},
 // sends {id, type: WORKER_EVENT.progress, ...} while it opens, and events without an id.
