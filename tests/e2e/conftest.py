@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections.abc import Iterator
@@ -52,9 +53,9 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    """A fresh browser context; the test fails if the browser reports a Content-Security-Policy violation."""
+@contextlib.contextmanager
+def csp_checked(browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh context of `browser`; a Content-Security-Policy violation it reports fails the test."""
     context = browser.new_context()
     violations: list[str] = []
 
@@ -66,6 +67,13 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
     yield context
     context.close()
     assert not violations, violations
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh browser context; the test fails if the browser reports a Content-Security-Policy violation."""
+    with csp_checked(browser) as context:
+        yield context
 
 
 def open_page(context: BrowserContext, url: str) -> Page:

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page
+from playwright.sync_api import Browser, BrowserContext, Page
 
 from waystation.bundles.builder import build_bundle
 from waystation.bundles.signing import dev_key
 
-from .conftest import CHROMIUM, CHROMIUM_ARGS
+from .conftest import CHROMIUM, CHROMIUM_ARGS, csp_checked
 from .gpu_mlp import write_source
 
 WEBGPU_ARGS = [*(a for a in CHROMIUM_ARGS if a != "--disable-gpu"), "--enable-unsafe-webgpu"]
@@ -69,17 +69,8 @@ def gpu_browser(browser: Browser) -> Iterator[Browser]:
 @pytest.fixture
 def gpu_context(gpu_browser: Browser) -> Iterator[BrowserContext]:
     """As conftest's `context`, in the WebGPU browser: a CSP violation fails the test."""
-    context = gpu_browser.new_context()
-    violations: list[str] = []
-
-    def watch(message: ConsoleMessage) -> None:
-        if "Content Security Policy" in message.text:
-            violations.append(message.text)
-
-    context.on("console", watch)
-    yield context
-    context.close()
-    assert not violations, violations
+    with csp_checked(gpu_browser) as context:
+        yield context
 
 
 def blank_page(context: BrowserContext, server: Any) -> Page:
