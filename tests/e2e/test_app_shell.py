@@ -121,7 +121,8 @@ def test_an_app_update_refetches_only_the_changed_files(context, shell_site, she
     # The new service worker fetched the changed files and nothing else of the shell (not
     # pyodide.asm.wasm, not the ort wasm); beside them the browser checked sw.js and its imports.
     assert sorted(traffic.fetched) == sorted(changed)
-    scripts = {url for url in old if url.startswith("sw/") and url.endswith(".js")} | {"sw.js"}
+    # (protocol.js: the message names the service worker shares with the page, at the site's root.)
+    scripts = {url for url in old if url.startswith("sw/") and url.endswith(".js")} | {"sw.js", "protocol.js"}
     assert "sw.js" in traffic.scripts and set(traffic.scripts) <= scripts, traffic.scripts
     assert traffic.page == []
     keys = set(page.evaluate(CACHED_KEYS, SHELL_CACHE))
