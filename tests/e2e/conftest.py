@@ -76,6 +76,14 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
         yield context
 
 
+@pytest.fixture
+def chunk_requests(context: BrowserContext) -> list[str]:
+    """The chunk addresses the browser requests (the service worker's requests included), in order."""
+    seen: list[str] = []
+    context.on("request", lambda r: seen.append(r.url.rsplit("/", 1)[1]) if "/chunks/" in r.url else None)
+    return seen
+
+
 def open_page(context: BrowserContext, url: str) -> Page:
     """A page loaded and ready (Python booted, bundle open), with no uncaught error."""
     page = context.new_page()

@@ -112,14 +112,6 @@ def releases(site_dir: Path, tmp_path_factory: pytest.TempPathFactory, start_ser
     server.stop()
 
 
-@pytest.fixture
-def chunk_requests(context: BrowserContext) -> list[str]:
-    """The chunk addresses the browser requests (the service worker's requests included), in order."""
-    seen: list[str] = []
-    context.on("request", lambda r: seen.append(r.url.rsplit("/", 1)[1]) if "/chunks/" in r.url else None)
-    return seen
-
-
 def boot(context: BrowserContext, releases: Releases, query: str = "") -> Page:
     page = context.new_page()
     errors: list[str] = []

@@ -74,14 +74,6 @@ def first_visit(tmp_path_factory: pytest.TempPathFactory, start_server) -> Itera
     server.stop()
 
 
-@pytest.fixture
-def chunk_requests(context: BrowserContext) -> list[str]:
-    """The chunk addresses the browser requests (the service worker's included), in order."""
-    seen: list[str] = []
-    context.on("request", lambda r: seen.append(r.url.rsplit("/", 1)[1]) if "/chunks/" in r.url else None)
-    return seen
-
-
 class Cut:
     """Chunk requests answered until `serve` have been, then held; `now()` cuts the network."""
 
