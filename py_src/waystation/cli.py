@@ -12,6 +12,7 @@
     waystation bundle rollback --channel stable --bundle digits [--data data]
     waystation features publish items items.jsonl --key item_id [--data data]
     waystation events export clicks [--bundle demo] [--since 7d] [--format jsonl|csv] [--data data]
+    waystation admin token [--revoke-all] [--data data]
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     new.set_defaults(handler=_new)
 
     _bundle_parser(commands.add_parser("bundle", help="build, publish, compare and roll back bundles"))
+    _admin_parser(commands.add_parser("admin", help="admin tokens for the fleet dashboard and /api/admin"))
     add_data_commands(commands)
     return parser
 
@@ -156,6 +158,26 @@ def _bundle_parser(bundle: argparse.ArgumentParser) -> None:
     rollback.add_argument("--bundle", required=True, help="bundle name")
     rollback.add_argument("--data", type=Path, default=Path("data"), help=data_help)
     rollback.set_defaults(handler=_bundle_rollback)
+
+
+def _admin_parser(admin: argparse.ArgumentParser) -> None:
+    commands = admin.add_subparsers(required=True, metavar="COMMAND")
+    token = commands.add_parser("token", help="print a new admin token (only its hash is stored)")
+    token.add_argument("--data", type=Path, default=Path("data"), help="the server's data folder (default: data)")
+    token.add_argument("--revoke-all", action="store_true", help="drop every admin token instead of making one")
+    token.set_defaults(handler=_admin_token)
+
+
+def _admin_token(args: argparse.Namespace) -> None:
+    from .server.admin_auth import AdminTokens
+
+    tokens = AdminTokens(args.data)
+    if args.revoke_all:
+        _say(f"revoked {tokens.revoke_all()} admin token(s): /api/admin answers 401 until a new one is made")
+        return
+    _say("a new admin token; it is shown only this once (the server keeps its hash). "
+         "Give it to the dashboard at /dashboard, or send it as `Authorization: Bearer TOKEN`")
+    print(tokens.make())
 
 
 def _build(args: argparse.Namespace) -> None:
