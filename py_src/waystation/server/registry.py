@@ -10,11 +10,17 @@ rolled out to a percentage of devices. A device runs the newest release that inc
 a release includes a device when `bucket(device, bundle, version) < percent`, a stable
 hash, so the same device always gets the same answer, raising a percentage only adds
 devices, and a device outside a new release keeps the release it had. Rolling back marks
-the newest release rolled back: its devices return to the release before it.
+the newest release rolled back: its devices return to the release before it. Halting is a
+rollback that records why (a guarded release's `halt_if` rules broke, waystation.server.halt_rules).
+
+A revoked version is never served again: resolve() skips its releases, so each of its devices
+gets the release before it, and its check-in lists it so that a device holding it stops using it.
 
     registry = Registry(Path("data"))
     registry.publish(Path("build/bundles/digits/1.0.1"), channel="stable", percent=25)
     manifest = registry.resolve("digits", "stable", device="a1b2")   # bytes, or None
+    registry.revoke("digits", "1.0.1", reason="wrong labels")
+    registry.set_logging("digits", "stable", share=10, level="info")  # remote logs from 10% of devices
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ..bundles._progress import BarFactory, no_bar
 from ..bundles.chunks import ChunkStore
@@ -35,8 +42,10 @@ from ..device.manifest import Manifest
 from ..device.signature import TrustedKey, verify_manifest
 from ._sqlite import transaction
 
-__all__ = ["Registry", "Release", "bucket"]
+__all__ = ["LOG_LEVELS", "Registry", "Release", "bucket", "logging_bucket"]
 
+# waystation.device.log.LEVELS: the levels a device may be asked to send its log lines from
+LOG_LEVELS = ("debug", "info", "warning", "error")
 _CHANNEL = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS versions (
@@ -64,13 +73,37 @@ CREATE TABLE IF NOT EXISTS releases (
     FOREIGN KEY (bundle, version) REFERENCES versions (bundle, version)
 );
 CREATE INDEX IF NOT EXISTS releases_by_channel ON releases (bundle, channel, id);
+CREATE TABLE IF NOT EXISTS logging (
+    bundle TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    share INTEGER NOT NULL CHECK (share BETWEEN 1 AND 100),
+    level TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (bundle, channel)
+);
 """
+# Columns added after the first release of the schema: a registry made before them gains them on open.
+_ADDED_COLUMNS = (
+    ("versions", "revoked_at", "TEXT"),
+    ("versions", "revoke_reason", "TEXT"),
+    ("releases", "halted_at", "TEXT"),
+    ("releases", "halt_reason", "TEXT"),
+    ("releases", "halt_if", "TEXT"),
+)
+_HISTORY_FIELDS = ("id", "channel", "version", "percent", "created_at", "updated_at", "rolled_back_at",
+                   "halted_at", "halt_reason", "halt_if")
 
 
 def bucket(device: str, bundle: str, version: str) -> int:
     """A device's stable place, 0-99, in the rollout of one bundle version."""
     digest = hashlib.sha256(f"{device}\0{bundle}\0{version}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % 100
+
+
+def logging_bucket(device: str, bundle: str) -> int:
+    """A device's stable place, 0-99, in the remote-logging share of a bundle: the same for every version,
+    so raising the share only adds devices and an update does not move a device in or out."""
+    return bucket(device, bundle, "logging")
 
 
 @dataclass(frozen=True)
@@ -97,6 +130,7 @@ class Registry:
         self.data.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.executescript(_SCHEMA)
+            _add_missing_columns(db)
 
     def _db(self) -> AbstractContextManager[sqlite3.Connection]:
         """One connection per operation, one transaction: the server and the CLI may both write."""
@@ -130,7 +164,8 @@ class Registry:
         with self._db() as db:
             db.executemany("INSERT OR IGNORE INTO chunks (sha256, size) VALUES (?, ?)", manifest.chunks().items())
             # Another publisher may have got there since the check above: the row it wrote wins.
-            db.execute("INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bundle, version) DO NOTHING",
+            db.execute("INSERT INTO versions (bundle, version, parent, manifest, sha256, published_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bundle, version) DO NOTHING",
                        (manifest.name, manifest.version, manifest.parent, text, sha, _now()))
         if self._version_sha(manifest.name, manifest.version) != sha:
             self._refuse_other(manifest)
@@ -159,21 +194,34 @@ class Registry:
         finally:
             meter.close()
 
-    def release(self, bundle: str, version: str, channel: str, percent: int = 100) -> Release:
-        """Roll `version` out on `channel` to `percent` of devices: a new release, or the newest one's new percentage."""
+    def release(
+        self, bundle: str, version: str, channel: str, percent: int = 100, *, halt_if: str | None = None,
+    ) -> Release:
+        """Roll `version` out on `channel` to `percent` of devices: a new release, or the newest one's new percentage.
+
+        `halt_if` guards the release with halt rules (waystation.server.halt_rules: "errors>1%,p95>1.5x"),
+        checked against the release before it as devices report; None keeps the newest release's rules
+        when only its percentage changes, "" removes them.
+        """
         _check_channel(channel)
         if not 0 <= percent <= 100:
             raise ValueError(f"rollout percentage {percent} is not between 0 and 100")
-        if self._version_sha(bundle, version) is None:
+        meta = self._version_meta(bundle, version)
+        if meta is None:
             raise BundleError(f"{bundle} {version} is not published: publish its built bundle first")
+        if meta[1] is not None:
+            raise BundleError(f"{bundle} {version} was revoked ({meta[2] or 'no reason given'}): "
+                              "a revoked version is never released again, publish a new version")
         now = _now()
         with self._db() as db:
             newest = _newest(db, bundle, channel)
             if newest is not None and newest[1] == version:
-                db.execute("UPDATE releases SET percent = ?, updated_at = ? WHERE id = ?", (percent, now, newest[0]))
+                rules = newest[2] if halt_if is None else (halt_if or None)
+                db.execute("UPDATE releases SET percent = ?, updated_at = ?, halt_if = ? WHERE id = ?",
+                           (percent, now, rules, newest[0]))
             else:
-                db.execute("INSERT INTO releases (bundle, channel, version, percent, created_at, updated_at) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (bundle, channel, version, percent, now, now))
+                db.execute("INSERT INTO releases (bundle, channel, version, percent, created_at, updated_at, halt_if) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)", (bundle, channel, version, percent, now, now, halt_if or None))
         return Release(bundle, channel, version, percent)
 
     def rollback(self, bundle: str, channel: str) -> tuple[Release, Release]:
@@ -188,24 +236,144 @@ class Registry:
             db.execute("UPDATE releases SET rolled_back_at = ? WHERE id = ?", (_now(), rows[0][0]))
         return Release(bundle, channel, rows[0][1], rows[0][2]), Release(bundle, channel, rows[1][1], rows[1][2])
 
+    def halt(self, bundle: str, channel: str, version: str, reason: str) -> tuple[Release, Release]:
+        """Withdraw the release of `version` in force on `channel` because its halt rules broke, recording `reason`;
+        return it and the release its devices go back to."""
+        _check_channel(channel)
+        with self._db() as db:
+            rows = db.execute("SELECT id, version, percent FROM releases WHERE bundle = ? AND channel = ? "
+                              "AND rolled_back_at IS NULL ORDER BY id DESC", (bundle, channel)).fetchall()
+            at = next((i for i, row in enumerate(rows) if row[1] == version), None)
+            if at is None:
+                raise BundleError(f"channel {channel!r} of {bundle!r} has no release of {version} in force: nothing to halt")
+            if at + 1 >= len(rows):
+                raise BundleError(f"channel {channel!r} of {bundle!r} has no release before {version}: "
+                                  "there is nothing to go back to")
+            now = _now()
+            db.execute("UPDATE releases SET rolled_back_at = ?, halted_at = ?, halt_reason = ? WHERE id = ?",
+                       (now, now, reason, rows[at][0]))
+        (_, halted, percent), (_, previous, previous_percent) = rows[at], rows[at + 1]
+        return Release(bundle, channel, halted, percent), Release(bundle, channel, previous, previous_percent)
+
     def releases(self, bundle: str, channel: str) -> list[Release]:
-        """The channel's releases in force, newest first."""
+        """The channel's releases in force, newest first (a revoked version's included: see resolve)."""
         with self._db() as db:
             rows = db.execute("SELECT version, percent FROM releases WHERE bundle = ? AND channel = ? "
                               "AND rolled_back_at IS NULL ORDER BY id DESC", (bundle, channel)).fetchall()
         return [Release(bundle, channel, version, percent) for version, percent in rows]
 
     def resolve(self, bundle: str, channel: str, device: str) -> bytes | None:
-        """The manifest `device` should run from `channel`, as published; None if no release includes it."""
+        """The manifest `device` should run from `channel`, as published; None if no release includes it.
+
+        A revoked version's releases are skipped: its devices get the release before it."""
+        version = self.resolve_version(bundle, channel, device)
+        return None if version is None else self.manifest(bundle, version)
+
+    def resolve_version(self, bundle: str, channel: str, device: str) -> str | None:
+        """The version `device` should run from `channel` (never a revoked one), or None."""
+        revoked = set(self.revoked(bundle))
         for release in self.releases(bundle, channel):
-            if release.includes(device):
-                return self.manifest(bundle, release.version)
+            if release.version not in revoked and release.includes(device):
+                return release.version
         return None
+
+    def revoke(self, bundle: str, version: str, reason: str = "") -> None:
+        """Stop serving `version` anywhere, for good, and tell the devices holding it to stop using it.
+
+        Revoking again keeps the first time and takes the new reason."""
+        with self._db() as db:
+            done = db.execute("UPDATE versions SET revoked_at = coalesce(revoked_at, ?), revoke_reason = ? "
+                              "WHERE bundle = ? AND version = ?", (_now(), reason, bundle, version)).rowcount
+        if not done:
+            raise BundleError(f"{bundle} {version} is not published: there is nothing to revoke")
+
+    def revoked(self, bundle: str) -> list[str]:
+        """Every revoked version of `bundle`, in the order they were published."""
+        with self._db() as db:
+            rows = db.execute("SELECT version FROM versions WHERE bundle = ? AND revoked_at IS NOT NULL "
+                              "ORDER BY rowid", (bundle,)).fetchall()
+        return [row[0] for row in rows]
+
+    def history(self, bundle: str) -> list[dict[str, Any]]:
+        """Every release of every channel of `bundle`, newest first, withdrawn and halted ones included."""
+        with self._db() as db:
+            rows = db.execute(f"SELECT {', '.join(_HISTORY_FIELDS)} FROM releases WHERE bundle = ? ORDER BY id DESC",
+                              (bundle,)).fetchall()
+        return [dict(zip(_HISTORY_FIELDS, row, strict=True)) for row in rows]
+
+    def bundles(self) -> list[str]:
+        """The names of every bundle with a published version, sorted."""
+        with self._db() as db:
+            return [row[0] for row in db.execute("SELECT DISTINCT bundle FROM versions ORDER BY bundle")]
+
+    def versions(self, bundle: str) -> list[dict[str, Any]]:
+        """Every published version of `bundle`, newest first: {version, parent, published_at, revoked_at, revoke_reason}."""
+        fields = ("version", "parent", "published_at", "revoked_at", "revoke_reason")
+        with self._db() as db:
+            rows = db.execute(f"SELECT {', '.join(fields)} FROM versions WHERE bundle = ? ORDER BY rowid DESC",
+                              (bundle,)).fetchall()
+        return [dict(zip(fields, row, strict=True)) for row in rows]
+
+    def set_logging(self, bundle: str, channel: str, share: int, level: str) -> None:
+        """Ask `share` percent of the devices on `channel` to send their log lines at `level` and above; 0 stops it."""
+        _check_channel(channel)
+        if not 0 <= share <= 100:
+            raise ValueError(f"logging share {share} is not a percentage between 0 and 100")
+        if level not in LOG_LEVELS:
+            raise ValueError(f"log level {level!r} is not one of {', '.join(LOG_LEVELS)}")
+        with self._db() as db:
+            if not db.execute("SELECT 1 FROM versions WHERE bundle = ? LIMIT 1", (bundle,)).fetchone():
+                raise BundleError(f"no version of {bundle!r} is published: publish it before turning its logging on")
+            if share == 0:
+                db.execute("DELETE FROM logging WHERE bundle = ? AND channel = ?", (bundle, channel))
+            else:
+                db.execute("INSERT INTO logging (bundle, channel, share, level, updated_at) VALUES (?, ?, ?, ?, ?) "
+                           "ON CONFLICT (bundle, channel) DO UPDATE SET share = excluded.share, level = excluded.level, "
+                           "updated_at = excluded.updated_at",
+                           (bundle, channel, share, level, _now()))
+
+    def logging(self, bundle: str, channel: str) -> dict[str, Any] | None:
+        """{share, level} of remote logging on `channel`, or None while it is off."""
+        with self._db() as db:
+            row = db.execute("SELECT share, level FROM logging WHERE bundle = ? AND channel = ?", (bundle, channel)).fetchone()
+        return {"share": row[0], "level": row[1]} if row else None
+
+    def logging_on(self, bundle: str) -> bool:
+        """Whether remote logging is on for `bundle` on some channel."""
+        with self._db() as db:
+            return db.execute("SELECT 1 FROM logging WHERE bundle = ? LIMIT 1", (bundle,)).fetchone() is not None
+
+    def guarded_rollouts(self) -> list[dict[str, Any]]:
+        """Releases in force with halt rules and a release before them (also in force, not revoked) to go back to:
+        {bundle, channel, version, percent, halt_if, previous}, the previous one's version."""
+        with self._db() as db:
+            rows = db.execute("SELECT r.bundle, r.channel, r.version, r.percent, r.halt_if, r.id FROM releases r "
+                              "JOIN versions v ON v.bundle = r.bundle AND v.version = r.version "
+                              "WHERE r.rolled_back_at IS NULL AND r.halt_if IS NOT NULL AND v.revoked_at IS NULL "
+                              "ORDER BY r.bundle, r.channel, r.id DESC").fetchall()
+            out = []
+            for bundle, channel, version, percent, halt_if, release_id in rows:
+                previous = db.execute(
+                    "SELECT r.version FROM releases r JOIN versions v ON v.bundle = r.bundle AND v.version = r.version "
+                    "WHERE r.bundle = ? AND r.channel = ? AND r.id < ? AND r.rolled_back_at IS NULL "
+                    "AND v.revoked_at IS NULL AND r.version != ? ORDER BY r.id DESC LIMIT 1",
+                    (bundle, channel, release_id, version)).fetchone()
+                if previous:
+                    out.append({"bundle": bundle, "channel": channel, "version": version, "percent": percent,
+                                "halt_if": halt_if, "previous": previous[0]})
+        return out
 
     def manifest(self, bundle: str, version: str) -> bytes | None:
         with self._db() as db:
             row = db.execute("SELECT manifest FROM versions WHERE bundle = ? AND version = ?", (bundle, version)).fetchone()
         return bytes(row[0]) if row else None
+
+    def _version_meta(self, bundle: str, version: str) -> tuple[str, str | None, str | None] | None:
+        """(sha256, revoked_at, revoke_reason) of a published version, or None."""
+        with self._db() as db:
+            row = db.execute("SELECT sha256, revoked_at, revoke_reason FROM versions WHERE bundle = ? AND version = ?",
+                             (bundle, version)).fetchone()
+        return (row[0], row[1], row[2]) if row else None
 
     def _version_sha(self, bundle: str, version: str) -> str | None:
         with self._db() as db:
@@ -213,10 +381,24 @@ class Registry:
         return row[0] if row else None
 
 
-def _newest(db: sqlite3.Connection, bundle: str, channel: str) -> tuple[int, str] | None:
-    row = db.execute("SELECT id, version FROM releases WHERE bundle = ? AND channel = ? AND rolled_back_at IS NULL "
-                     "ORDER BY id DESC LIMIT 1", (bundle, channel)).fetchone()
-    return (row[0], row[1]) if row else None
+def _newest(db: sqlite3.Connection, bundle: str, channel: str) -> tuple[int, str, str | None] | None:
+    """(id, version, halt_if) of the channel's newest release in force."""
+    row = db.execute("SELECT id, version, halt_if FROM releases WHERE bundle = ? AND channel = ? "
+                     "AND rolled_back_at IS NULL ORDER BY id DESC LIMIT 1", (bundle, channel)).fetchone()
+    return (row[0], row[1], row[2]) if row else None
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a registry made by an earlier Waystation up to the current schema (columns only ever get added)."""
+    for table, column, kind in _ADDED_COLUMNS:
+        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column in have:
+            continue
+        try:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        except sqlite3.OperationalError as exc:  # another process opening the same old file added it first
+            if "duplicate column" not in str(exc):
+                raise
 
 
 def _check_channel(channel: str) -> None:
