@@ -87,7 +87,7 @@ def test_every_problem_of_the_file_is_reported_at_once(source, tmp_path):
         f"{toml} has 6 problems:",
         f"  {toml}:2: version '1.0' is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.0.0)",
         f"  {toml}:3: unknown key 'parnet'; did you mean 'parent'? (known: name, version, workflow, description, "
-        "parent, recipe, files, models, variants, events, features)",
+        "parent, recipe, files, models, variants, events, features, telemetry)",
         f"  {toml}:5: workflow 'worklfow.py' does not exist in {source}; did you mean 'workflow.py'?",
         f"  {toml}:6: files[0] '../secrets.txt' is not a safe relative path (letters, digits, '_', '.', '-', '/')",
         f"  {toml}:10: [events.clicks.retention] unknown key 'day'; did you mean 'days'? "

@@ -105,6 +105,7 @@ def _stage(source: BundleSource, origins: dict[str, Path], staging: Path, bar: B
         "files": _file_entries(staging, list(origins), bar),
         "models": {k: _model_entry(staging, m) for k, m in source.models.items()},
         **source.data.to_manifest(),  # nothing for a bundle without event or feature tables
+        **source.telemetry.to_manifest(),  # nothing for a bundle without [telemetry]
     }
     Manifest.from_dict(data)
     (staging / "manifest.json").write_text(manifest_text(data), encoding="utf-8")

@@ -53,6 +53,7 @@ def check_source(source: BundleSource, made: Path) -> dict[str, Path]:
             problems.append(Problem(toml, lines.find(keys), f"{name!r} is neither made by the recipe nor in {source.root}"))
     if source.workflow in origins:
         problems += check_workflow(origins[source.workflow], source.data.events)
+        problems += _alert_functions(source, origins[source.workflow], toml, lines)
     for key, model in source.models.items():
         if model["file"] in origins:
             problems += check_model(key, origins[model["file"]], model.get("sample"), toml, lines)
@@ -84,6 +85,24 @@ def check_workflow(path: Path, events: dict[str, EventTable]) -> list[Problem]:
     except WorkflowError as exc:
         problems.append(Problem(path, None, str(exc)))
     return problems
+
+
+def _alert_functions(source: BundleSource, workflow: Path, toml: Path, lines: Lines) -> list[Problem]:
+    """An alert watching a function the workflow does not export would never fire: name it."""
+    wanted = [(i, a) for i, a in enumerate(source.telemetry.alerts) if a.function is not None]
+    if not wanted:
+        return []
+    module_name = f"waystation_check_{next(_module_ids)}"
+    try:
+        exported = Workflow.load(workflow, module_name).functions
+    except WorkflowError:
+        return []  # check_workflow names why it does not load
+    finally:
+        sys.modules.pop(module_name, None)
+    return [Problem(toml, lines.find_item(("telemetry", "alerts", f"#{i}", "function")),
+                    f"[[telemetry.alerts]] {alert.name!r}: function {alert.function!r} is not exported by "
+                    f"{source.workflow}{did_you_mean(str(alert.function), exported)} (exported: {', '.join(sorted(exported))})")
+            for i, alert in wanted if alert.function not in exported]
 
 
 def _line_in(path: Path, exc: BaseException) -> int | None:

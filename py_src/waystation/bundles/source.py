@@ -26,6 +26,13 @@
     [features.items]              # a global feature table the workflow reads
     key = "item_id"
     max_age = "1h"                # older than this on the device, a read raises StaleFeaturesError
+
+    [telemetry.signals.top_score] # telemetry: declared signals and alerts (device/telemetry.py)
+    edges = [0.5, 0.7, 0.9]
+    reference = [1, 2, 5, 12]
+    [[telemetry.alerts]]
+    name = "slow"
+    p95_ms = 40
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ from typing import Any
 
 from ..device.data.schema import Declarations
 from ..device.errors import BundleError, DataError
+from ..device.telemetry import Telemetry
+from ..device.telemetry import parse_toml as parse_telemetry
 from .validate import read_config
 
 __all__ = ["BundleSource"]
@@ -58,6 +67,7 @@ class BundleSource:
     parent: str | None = None
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     data: Declarations = field(default_factory=Declarations)
+    telemetry: Telemetry = field(default_factory=Telemetry)
 
     @classmethod
     def load(cls, root: str | Path) -> BundleSource:
@@ -79,6 +89,7 @@ class BundleSource:
             parent=config.get("parent"),
             variants=dict(config.get("variants", {})),
             data=data,
+            telemetry=parse_telemetry(config.get("telemetry", {}))[0],  # read_config refused any problem of it
         )
 
     def variant(self, name: str) -> BundleSource:

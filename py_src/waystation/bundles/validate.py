@@ -20,6 +20,7 @@ from typing import Any
 from ..device.data.schema import EventTable, FeatureTable
 from ..device.errors import BundleError, DataError
 from ..device.manifest import is_safe_path
+from ..device.telemetry import parse_toml as parse_telemetry
 from ..device.tensor import DTYPES
 
 __all__ = ["InvalidBundleError", "Lines", "MODEL_KEYS", "Problem", "TOP_KEYS", "did_you_mean", "read_config"]
@@ -71,6 +72,7 @@ TOP_KEYS: Spec = {
     "variants": (_TABLE, False),
     "events": (_TABLE, False),
     "features": (_TABLE, False),
+    "telemetry": (_TABLE, False),
 }
 MODEL_KEYS: Spec = {
     "file": (_STR, True),
@@ -136,6 +138,23 @@ class Lines:
             assign = self._ASSIGN.match(line)
             if assign:
                 self.places.append((table + _dotted(assign.group(1)), number))
+
+    def find_item(self, path: tuple[str, ...]) -> int | None:
+        """Like `find`, where a part "#N" is the N-th (from 0) table of an array of tables, e.g.
+        ("telemetry", "alerts", "#1", "psi"): the `psi =` line of the second [[telemetry.alerts]]."""
+        at = next((i for i, part in enumerate(path) if part.startswith("#") and part[1:].isdigit()), None)
+        if at is None:
+            return self.find(path)
+        array, index, rest = path[:at], int(path[at][1:]), path[at + 1:]
+        headers = [i for i, (place, _) in enumerate(self.places) if place == array]
+        if index >= len(headers):
+            return self.find(array)
+        start = headers[index]
+        end = headers[index + 1] if index + 1 < len(headers) else len(self.places)
+        for place, number in self.places[start + 1:end]:
+            if rest and place == array + rest:
+                return number
+        return self.places[start][1]
 
     def find(self, path: tuple[str, ...]) -> int | None:
         """The line of `path`, else of the first table or key under it, else of its nearest parent."""
@@ -227,6 +246,9 @@ class _Checker:
                 self.variant(name, variant, models)
         self.tables(config, "events", _EVENT_KEYS, EventTable.parse)
         self.tables(config, "features", _FEATURE_KEYS, FeatureTable.parse)
+        if isinstance(config.get("telemetry"), dict):
+            for keys, message in parse_telemetry(config["telemetry"])[1]:
+                self.problems.append(Problem(self.path, self.lines.find_item(keys), message))
 
     def names(self, config: dict[str, Any]) -> None:
         name, version, parent = config.get("name"), config.get("version"), config.get("parent")

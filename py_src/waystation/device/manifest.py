@@ -18,6 +18,10 @@ carries them normalised in `events` and `features` (see device/data/schema.py), 
                           "relay": ["item_id"], "hook": "check_click"}},
     "features": {"items": {"key": "item_id", "max_age": "1h"}}
 A bundle without them has neither field, so its manifest is what it was before they existed.
+Likewise `telemetry`, the signals a bundle reports and the alerts a device raises (bundle.toml's
+`[telemetry]`, see device/telemetry.py), with fractional numbers as decimal strings:
+    "telemetry": {"signals": {"top_score": {"edges": ["0.5", "0.9"], "reference": [2, 5, 13]}},
+                  "alerts": [{"name": "drift", "signal": "top_score", "psi": "0.2", "min_calls": 20}]}
 
 `parent` is the version this one updates (or null), `runtime` the oldest Waystation that can
 run it. Each file lists its content-defined chunks in order: SHA-256 hex of the chunk's bytes
@@ -52,6 +56,8 @@ from typing import Any
 
 from .data.schema import Declarations
 from .errors import BundleError, DataError
+from .telemetry import Telemetry
+from .telemetry import parse_manifest as parse_telemetry
 
 __all__ = ["FORMAT", "FileEntry", "Manifest", "ModelEntry", "SIGNATURE_ALG", "Signature", "canonical_json", "is_safe_path"]
 
@@ -160,6 +166,11 @@ class Manifest:
         )
 
     @property
+    def telemetry(self) -> Telemetry:
+        """The signals the bundle reports and the alerts a device raises (none for most bundles)."""
+        return parse_telemetry(self.extra["telemetry"]) if "telemetry" in self.extra else Telemetry()
+
+    @property
     def declarations(self) -> Declarations:
         """The event and feature tables the bundle declares (none for most bundles)."""
         return _declarations(self.extra)
@@ -189,6 +200,8 @@ class Manifest:
 def _extra(data: dict[str, Any]) -> dict[str, Any]:
     extra = {k: v for k, v in data.items() if k not in _KNOWN}
     _declarations(extra)  # malformed tables are a malformed manifest
+    if "telemetry" in extra:
+        parse_telemetry(extra["telemetry"])
     return extra
 
 
