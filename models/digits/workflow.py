@@ -57,6 +57,10 @@ async def _predict(ctx, rows: list[list[float]]) -> list[dict]:
         out = await ctx.models["classifier"].run({"pixels": Tensor("float32", flat, (len(rows), GRID * GRID))})
     labels = out["label"].tolist()
     probabilities = out["probabilities"].tolist()
+    # The model's confidence, a declared telemetry signal (bundle.toml): the mean top probability
+    # of the call's rows. Only the number's bin leaves the device, and only with telemetry on.
+    if probabilities:
+        ctx.metrics.record("top_score", sum(max(p) for p in probabilities) / len(probabilities))
     return [_explain(label, probs) for label, probs in zip(labels, probabilities)]
 
 
