@@ -15,6 +15,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from .. import __version__
+from .admin_api import admin_routes
 from .body_limit import BodyLimit
 from .bundles_api import bundle_routes
 from .config import ServerConfig
@@ -59,6 +60,7 @@ def create_app(site: str | Path = "dist", data: str | Path = "data", config: Ser
         *run_routes(runs),
         *event_routes(data, config),
         *feature_routes(data),
+        *admin_routes(registry, data, site),
         Mount("/", SiteFiles(directory=site, html=True, check_dir=True), name="site"),
     ]
     app = _App(routes=routes, lifespan=sync_lifespan,
