@@ -1,0 +1,321 @@
+"""Devices' telemetry reports and remote log lines under --data, and the queries over them.
+
+    store = TelemetryStore(Path("data"))                  # data/telemetry.sqlite3
+    store.ingest(report)                                  # True, or False for an id seen before
+    store.version_stats("digits", "1.0.1", since_ms=...)  # VersionStats: devices, error rate, p95 ...
+    store.summary("digits")                               # {"versions": {version: stats.to_dict()}}
+    store.timeline("digits", hours=48)                    # per hour and version
+    logs = LogStore(Path("data"))                         # data/logs.sqlite3
+    logs.add(upload); logs.recent("digits", limit=200)
+
+Reports are checked by the API (telemetry_api.py) before they come here. A report is not kept
+as sent: its numbers are added into per-minute rows (the minute the server received it), so
+ingesting costs a few upserts whatever the fleet's size, and a query reads a version's minutes,
+not its reports. Latency histograms keep their buckets as rows (`buckets`), so merging the
+reports of a period is a SUM ... GROUP BY idx. A report id is recorded in the same transaction
+as its numbers: a report sent again (the device never heard the answer) counts once.
+
+Both files commit without waiting for the disk (synchronous=NORMAL in WAL mode): a power cut
+may lose the last reports acknowledged, never the file's consistency; devices send telemetry
+again only when unanswered, so what is lost is a minute of statistics, for an ingest several
+times faster.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..device.errors import BundleError
+from ..device.manifest import Manifest
+from . import histogram
+from ._sqlite import create
+from .registry import Registry
+from .version_stats import VersionStats
+
+__all__ = ["LOGS_FILE", "TELEMETRY_FILE", "LogStore", "TelemetryStore"]
+
+TELEMETRY_FILE = "telemetry.sqlite3"
+LOGS_FILE = "logs.sqlite3"
+_MINUTE = 60_000  # ms
+_KEEP_LOG_LINES = 100_000  # per bundle: older lines are dropped as new ones come
+_CACHED_MANIFESTS = 256
+
+# slot: the minute (ms // 60000) the server received the report. kind: "function", "model" or
+# "startup" (name: open, python, models). calls of a model are its runs.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS reports (id TEXT PRIMARY KEY, received INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS installs (
+    bundle TEXT NOT NULL, version TEXT NOT NULL, slot INTEGER NOT NULL, installation TEXT NOT NULL,
+    PRIMARY KEY (bundle, version, slot, installation)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS timings (
+    bundle TEXT NOT NULL, version TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, slot INTEGER NOT NULL,
+    calls INTEGER NOT NULL, errors INTEGER NOT NULL, on_device INTEGER NOT NULL, on_server INTEGER NOT NULL,
+    n INTEGER NOT NULL, total REAL NOT NULL, low REAL, high REAL,
+    PRIMARY KEY (bundle, version, kind, name, slot)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS buckets (
+    bundle TEXT NOT NULL, version TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, slot INTEGER NOT NULL,
+    idx INTEGER NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (bundle, version, kind, name, slot, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS errors (
+    bundle TEXT NOT NULL, version TEXT NOT NULL, name TEXT NOT NULL, slot INTEGER NOT NULL, code TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (bundle, version, name, slot, code)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS signals (
+    bundle TEXT NOT NULL, version TEXT NOT NULL, name TEXT NOT NULL, slot INTEGER NOT NULL, bin INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (bundle, version, name, slot, bin)
+) WITHOUT ROWID;
+"""
+_ADD_INSTALL = "INSERT OR IGNORE INTO installs VALUES (?, ?, ?, ?)"
+_ADD_TIMING = """INSERT INTO timings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, errors = errors + excluded.errors,
+    on_device = on_device + excluded.on_device, on_server = on_server + excluded.on_server,
+    n = n + excluded.n, total = total + excluded.total,
+    low = min(coalesce(low, excluded.low), coalesce(excluded.low, low)),
+    high = max(coalesce(high, excluded.high), coalesce(excluded.high, high))"""
+_ADD_BUCKET = "INSERT INTO buckets VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count"
+_ADD_ERROR = "INSERT INTO errors VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count"
+_ADD_SIGNAL = "INSERT INTO signals VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count"
+
+
+@contextmanager
+def _transaction(path: Path) -> Iterator[sqlite3.Connection]:
+    """One connection, one transaction, committed without waiting for the disk (see the module's doc)."""
+    db = sqlite3.connect(path, timeout=10)
+    try:
+        db.execute("PRAGMA synchronous = NORMAL")
+        with db:
+            yield db
+    finally:
+        db.close()
+
+
+class _Rows:
+    """A report as the rows it adds, built before the transaction so that it holds the lock briefly."""
+
+    def __init__(self, report: dict[str, Any], slot: int) -> None:
+        self.installs: list[tuple[Any, ...]] = []
+        self.timings: list[tuple[Any, ...]] = []
+        self.buckets: list[tuple[Any, ...]] = []
+        self.errors: list[tuple[Any, ...]] = []
+        self.signals: list[tuple[Any, ...]] = []
+        for entry in report["bundles"]:
+            key = (entry["bundle"], entry["version"])
+            self.installs.append((*key, slot, report["installation"]))
+            for name, f in entry.get("functions", {}).items():
+                ran = f.get("ranOn", {})
+                errors = f.get("errors", {})
+                self._timing(key, "function", name, slot, f["calls"], sum(errors.values()), f["latency"],
+                             ran.get("device", 0), ran.get("server", 0))
+                self.errors.extend((*key, name, slot, code, count) for code, count in errors.items() if count)
+            for name, m in entry.get("models", {}).items():
+                self._timing(key, "model", name, slot, m["runs"], 0, m["latency"])
+            for phase, h in entry.get("startup", {}).items():
+                self._timing(key, "startup", phase, slot, h["n"], 0, h)
+            for name, s in entry.get("signals", {}).items():
+                self.signals.extend((*key, name, slot, i, c) for i, c in enumerate(s["counts"]) if c)
+
+    def _timing(self, key: tuple[str, str], kind: str, name: str, slot: int, calls: int, errors: int,
+                h: dict[str, Any], on_device: int = 0, on_server: int = 0) -> None:
+        self.timings.append((*key, kind, name, slot, calls, errors, on_device, on_server,
+                             h["n"], h["sum"], h.get("min"), h.get("max")))
+        self.buckets.extend((*key, kind, name, slot, int(i), c) for i, c in h["b"].items() if c)
+
+
+class TelemetryStore:
+    """The telemetry of one data folder. Blocking: call from a thread pool on the server."""
+
+    def __init__(self, data: str | Path) -> None:
+        self.data = Path(data)
+        self.path = self.data / TELEMETRY_FILE
+        create(self.path, _SCHEMA)
+        self._references: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {}
+
+    def ingest(self, report: dict[str, Any], received_ms: int | None = None) -> bool:
+        """Add a checked report's numbers; False (and nothing added) if its id was ingested before."""
+        received = int(time.time() * 1000) if received_ms is None else received_ms
+        rows = _Rows(report, received // _MINUTE)
+        with _transaction(self.path) as db:
+            if db.execute("INSERT OR IGNORE INTO reports VALUES (?, ?)", (report["id"], received)).rowcount == 0:
+                return False
+            db.executemany(_ADD_INSTALL, rows.installs)
+            db.executemany(_ADD_TIMING, rows.timings)
+            db.executemany(_ADD_BUCKET, rows.buckets)
+            db.executemany(_ADD_ERROR, rows.errors)
+            db.executemany(_ADD_SIGNAL, rows.signals)
+        return True
+
+    def version_stats(self, bundle: str, version: str, since_ms: int | None = None) -> VersionStats:
+        """What the reports about `version` received since `since_ms` (from its minute on) add up to."""
+        key = (bundle, version, -(1 << 62) if since_ms is None else since_ms // _MINUTE)
+        where = "bundle = ? AND version = ? AND slot >= ?"
+        with _transaction(self.path) as db:
+            devices = db.execute(f"SELECT COUNT(DISTINCT installation) FROM installs WHERE {where}", key).fetchone()[0]
+            sums = db.execute(f"SELECT name, SUM(calls), SUM(errors), SUM(n), MIN(low), MAX(high) FROM timings "
+                              f"WHERE kind = 'function' AND {where} GROUP BY name", key).fetchall()
+            counts = db.execute(f"SELECT name, idx, SUM(count) FROM buckets WHERE kind = 'function' AND {where} "
+                                "GROUP BY name, idx", key).fetchall()
+            signal_counts = db.execute(f"SELECT name, bin, SUM(count) FROM signals WHERE {where} GROUP BY name, bin",
+                                       key).fetchall()
+        by_name: dict[str, list[tuple[int, int]]] = {}
+        for name, idx, count in counts:
+            by_name.setdefault(name, []).append((idx, count))
+        functions = {name: _function(calls, errors, n, low, high, by_name.get(name, []))
+                     for name, calls, errors, n, low, high in sums}
+        calls = sum(row[1] for row in sums)
+        errors = sum(row[2] for row in sums)
+        whole = _Latency([row[3:] for row in sums], [pair for pairs in by_name.values() for pair in pairs])
+        return VersionStats(devices=devices, calls=calls, errors=errors, p50=whole.q(0.5), p95=whole.q(0.95),
+                            p99=whole.q(0.99), functions=functions,
+                            signals=self._signals(bundle, version, signal_counts))
+
+    def summary(self, bundle: str) -> dict[str, Any]:
+        """{"versions": {version: its VersionStats.to_dict()}} for every version of `bundle` that reported."""
+        with _transaction(self.path) as db:
+            versions = [row[0] for row in db.execute("SELECT DISTINCT version FROM installs WHERE bundle = ?", (bundle,))]
+        return {"versions": {v: self.version_stats(bundle, v).to_dict() for v in sorted(versions, key=_release_key)}}
+
+    def timeline(self, bundle: str, hours: int = 48, now_ms: int | None = None) -> list[dict[str, Any]]:
+        """Per hour (UTC, of receipt) and version over the last `hours`: devices, calls, errors, p95 (ms).
+
+        Oldest hour first; an hour without reports of a version has no entry."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        first_hour = now // (60 * _MINUTE) - hours + 1
+        key = (bundle, first_hour * 60)
+        with _transaction(self.path) as db:
+            devices = db.execute("SELECT slot / 60, version, COUNT(DISTINCT installation) FROM installs "
+                                 "WHERE bundle = ? AND slot >= ? GROUP BY 1, 2", key).fetchall()
+            sums = db.execute("SELECT slot / 60, version, SUM(calls), SUM(errors), SUM(n), MIN(low), MAX(high) "
+                              "FROM timings WHERE bundle = ? AND kind = 'function' AND slot >= ? GROUP BY 1, 2",
+                              key).fetchall()
+            counts = db.execute("SELECT slot / 60, version, idx, SUM(count) FROM buckets "
+                                "WHERE bundle = ? AND kind = 'function' AND slot >= ? GROUP BY 1, 2, 3", key).fetchall()
+        buckets: dict[tuple[int, str], list[tuple[int, int]]] = {}
+        for hour, version, idx, count in counts:
+            buckets.setdefault((hour, version), []).append((idx, count))
+        numbers = {(hour, version): row for hour, version, *row in sums}
+        out = []
+        for hour, version, installs in sorted(devices, key=lambda r: (r[0], _release_key(r[1]))):
+            calls, errors, n, low, high = numbers.get((hour, version), (0, 0, 0, None, None))
+            p95 = _Latency([(n, low, high)], buckets.get((hour, version), [])).q(0.95)
+            out.append({"hour": _hour_text(hour), "version": version, "devices": installs, "calls": calls,
+                        "errors": errors, "p95": p95})
+        return out
+
+    def _signals(self, bundle: str, version: str, rows: Iterable[tuple[str, int, int]]) -> dict[str, dict[str, Any]]:
+        references = self._reference(bundle, version)
+        found: dict[str, dict[int, int]] = {}
+        for name, bin_, count in rows:
+            found.setdefault(name, {})[bin_] = count
+        out = {}
+        for name, bins in sorted(found.items()):
+            reference = references.get(name)
+            width = len(reference) if reference else max(bins) + 1
+            counts = [bins.get(i, 0) for i in range(width)]
+            score = histogram.psi(counts, reference) if reference and len(reference) == width else None
+            out[name] = {"n": sum(counts), "counts": counts, "psi": score}
+        return out
+
+    def _reference(self, bundle: str, version: str) -> dict[str, tuple[int, ...]]:
+        """{signal: reference counts} from the version's manifest in the registry beside this store."""
+        if (bundle, version) not in self._references:  # a published manifest never changes: read once
+            raw = Registry(self.data).manifest(bundle, version)
+            try:
+                signals = Manifest.from_json(raw).telemetry.signals if raw is not None else {}
+            except BundleError:
+                signals = {}
+            if len(self._references) >= _CACHED_MANIFESTS:
+                self._references.clear()
+            self._references[(bundle, version)] = {k: s.reference for k, s in signals.items()}
+        return self._references[(bundle, version)]
+
+
+class _Latency:
+    """The merged histogram of some timings rows: (n, low, high) sums and (idx, count) buckets."""
+
+    def __init__(self, sums: Iterable[tuple[int, float | None, float | None]], buckets: Iterable[tuple[int, int]]) -> None:
+        rows = list(sums)
+        self.n = sum(row[0] or 0 for row in rows)
+        lows = [row[1] for row in rows if row[1] is not None]
+        highs = [row[2] for row in rows if row[2] is not None]
+        self.low, self.high = (min(lows) if lows else None), (max(highs) if highs else None)
+        merged: dict[int, int] = {}
+        for idx, count in buckets:
+            merged[idx] = merged.get(idx, 0) + count
+        self.buckets = merged
+
+    def q(self, q: float) -> float | None:
+        found = histogram.quantile_of(self.n, self.low, self.high, self.buckets.items(), q)
+        return None if found is None else round(found, 4)
+
+
+def _function(calls: int, errors: int, n: int, low: float | None, high: float | None,
+              buckets: list[tuple[int, int]]) -> dict[str, Any]:
+    latency = _Latency([(n, low, high)], buckets)
+    return {"calls": calls, "errors": errors, "error_rate": round(errors / calls, 4) if calls else 0.0,
+            "p50": latency.q(0.5), "p95": latency.q(0.95), "p99": latency.q(0.99)}
+
+
+def _hour_text(hour: int) -> str:
+    return datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y-%m-%dT%H:00Z")
+
+
+def _release_key(version: str) -> tuple[Any, ...]:
+    """Semantic versions in release order (1.0.10 after 1.0.9); anything else after them, by text."""
+    core = version.split("-")[0].split("+")[0]
+    parts = core.split(".")
+    if all(p.isdigit() for p in parts):
+        return (0, *(int(p) for p in parts), version)
+    return (1, version)
+
+
+_LOG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, received INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lines (
+    seq INTEGER PRIMARY KEY, bundle TEXT NOT NULL, received INTEGER NOT NULL, version TEXT NOT NULL,
+    t INTEGER NOT NULL, level TEXT NOT NULL, logger TEXT NOT NULL, message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS lines_by_bundle ON lines (bundle, seq);
+"""
+
+
+class LogStore:
+    """Remote log lines of one data folder (data/logs.sqlite3), the newest _KEEP_LOG_LINES per bundle."""
+
+    def __init__(self, data: str | Path, keep: int = _KEEP_LOG_LINES) -> None:
+        self.path = Path(data) / LOGS_FILE
+        self.keep = keep
+        create(self.path, _LOG_SCHEMA)
+
+    def add(self, upload: dict[str, Any], received_ms: int | None = None) -> bool:
+        """Store a checked upload's lines; False (nothing stored) if its id was stored before."""
+        received = int(time.time() * 1000) if received_ms is None else received_ms
+        bundle, version = upload["bundle"], upload["version"]
+        rows = [(bundle, received, version, line["t"], line["level"], line["logger"], line["message"])
+                for line in upload["lines"]]
+        with _transaction(self.path) as db:
+            if db.execute("INSERT OR IGNORE INTO uploads VALUES (?, ?)", (upload["id"], received)).rowcount == 0:
+                return False
+            db.executemany("INSERT INTO lines (bundle, received, version, t, level, logger, message) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.execute("DELETE FROM lines WHERE bundle = ? AND seq <= (SELECT seq FROM lines WHERE bundle = ? "
+                       "ORDER BY seq DESC LIMIT 1 OFFSET ?)", (bundle, bundle, self.keep))
+        return True
+
+    def recent(self, bundle: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest `limit` lines of `bundle`, newest first: {received, version, t, level, logger, message}."""
+        with _transaction(self.path) as db:
+            rows = db.execute("SELECT received, version, t, level, logger, message FROM lines WHERE bundle = ? "
+                              "ORDER BY seq DESC LIMIT ?", (bundle, limit)).fetchall()
+        fields = ("received", "version", "t", "level", "logger", "message")
+        return [dict(zip(fields, row, strict=True)) for row in rows]

@@ -1,0 +1,138 @@
+"""TelemetryStore and LogStore on real SQLite: ingest once per id, per-version numbers, timeline."""
+
+import random
+import sqlite3
+import uuid
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from waystation.server.histogram import psi
+from waystation.server.registry import Registry
+from waystation.server.telemetry_store import LogStore, TelemetryStore
+
+from telemetry_reports import EDGES, REFERENCE, installation, report, telemetry_bundle
+
+HOUR = 3_600_000
+T0 = 1_796_000_000_000 - 1_796_000_000_000 % HOUR  # a whole hour (ms)
+
+
+def hour(ms):
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:00Z")
+
+
+def close(got, want, rel=0.02):
+    return abs(got - want) <= rel * want
+
+
+@pytest.fixture
+def store(tmp_path) -> TelemetryStore:
+    return TelemetryStore(tmp_path / "data")
+
+
+def test_a_report_id_counts_once(store):
+    sent = report("digits", "1.0.0", functions={"classify": ([5.0, 6.0], {"model-error": 1})})
+    assert store.ingest(sent) is True
+    assert store.ingest(sent) is False
+    assert store.ingest(dict(sent)) is False
+    stats = store.version_stats("digits", "1.0.0")
+    assert (stats.devices, stats.calls, stats.errors) == (1, 2, 1)
+    assert stats.error_rate == 0.5
+
+
+def test_percentiles_over_merged_reports_match_the_samples(store):
+    rng = random.Random(3)
+    every, per_function = [], {"classify": [], "embed": []}
+    for _ in range(60):
+        functions = {}
+        for name in per_function:
+            samples = [rng.lognormvariate(2 if name == "classify" else 3.5, 0.6) for _ in range(rng.randint(1, 40))]
+            per_function[name] += samples
+            every += samples
+            functions[name] = (samples, {})
+        store.ingest(report("digits", "1.0.0", functions=functions))
+    stats = store.version_stats("digits", "1.0.0")
+    assert stats.calls == len(every) and stats.devices == 60
+    for q, got in ((0.5, stats.p50), (0.95, stats.p95), (0.99, stats.p99)):
+        assert close(got, float(np.quantile(every, q, method="lower"))), (q, got)
+    for name, samples in per_function.items():
+        f = stats.functions[name]
+        assert f["calls"] == len(samples) and f["errors"] == 0 and f["error_rate"] == 0.0
+        assert close(f["p95"], float(np.quantile(samples, 0.95, method="lower")))
+
+
+def test_devices_are_distinct_installations_and_versions_apart(store):
+    devices = [installation() for _ in range(5)]
+    for i in range(20):
+        store.ingest(report("digits", "1.0.0", device=devices[i % 5], functions={"f": ([1.0], {})}))
+    store.ingest(report("digits", "1.0.1", device=devices[0], functions={"f": ([1.0, 2.0], {"x-err": 2})}))
+    store.ingest(report("other", "1.0.0", functions={"f": ([1.0], {})}))
+    assert store.version_stats("digits", "1.0.0").devices == 5
+    new = store.version_stats("digits", "1.0.1")
+    assert (new.devices, new.calls, new.errors, new.error_rate) == (1, 2, 2, 1.0)
+    assert list(store.summary("digits")["versions"]) == ["1.0.0", "1.0.1"]
+    assert store.version_stats("digits", "9.9.9").calls == 0
+    assert store.version_stats("digits", "9.9.9").p95 is None
+
+
+def test_since_counts_only_reports_received_from_that_minute(store):
+    store.ingest(report("digits", "1.0.0", functions={"f": ([1.0] * 3, {})}), received_ms=T0)
+    store.ingest(report("digits", "1.0.0", functions={"f": ([1.0] * 4, {})}), received_ms=T0 + 10 * 60_000)
+    assert store.version_stats("digits", "1.0.0").calls == 7
+    assert store.version_stats("digits", "1.0.0", since_ms=T0 + 5 * 60_000).calls == 4
+    assert store.version_stats("digits", "1.0.0", since_ms=T0 + 11 * 60_000).calls == 0
+
+
+def test_timeline_per_hour_and_version(store):
+    store.ingest(report("digits", "1.0.0", functions={"f": ([10.0] * 9, {"e": 1})}), received_ms=T0 - HOUR)
+    store.ingest(report("digits", "1.0.0", functions={"f": ([20.0] * 5, {})}), received_ms=T0 + 5)
+    store.ingest(report("digits", "1.0.1", functions={"f": ([40.0] * 2, {})}), received_ms=T0 + 7)
+    store.ingest(report("digits", "1.0.1", functions={"f": ([40.0] * 2, {})}), received_ms=T0 - 50 * HOUR)  # too old
+    line = store.timeline("digits", hours=48, now_ms=T0 + 30 * 60_000)
+    assert [(e["hour"], e["version"], e["devices"], e["calls"], e["errors"]) for e in line] == [
+        (hour(T0 - HOUR), "1.0.0", 1, 9, 1), (hour(T0), "1.0.0", 1, 5, 0), (hour(T0), "1.0.1", 1, 2, 0)]
+    assert line[0]["hour"].endswith(":00Z")
+    assert close(line[1]["p95"], 20.0) and close(line[2]["p95"], 40.0)
+
+
+def test_models_startup_and_signals_are_stored_and_psi_uses_the_manifest_reference(tmp_path):
+    data = tmp_path / "data"
+    Registry(data).publish(telemetry_bundle(tmp_path, Ed25519PrivateKey.generate(), "digits", "1.0.0"), "stable")
+    store = TelemetryStore(data)
+    shifted = [40, 30, 20, 5, 3, 2]
+    for _ in range(3):
+        store.ingest(report("digits", "1.0.0", functions={"f": ([1.0], {})}, models={"classifier": [0.5, 0.7]},
+                            startup={"open": [300.0], "python": [900.0]}, signals={"top_score": shifted}))
+    signal = store.version_stats("digits", "1.0.0").signals["top_score"]
+    assert signal["counts"] == [3 * c for c in shifted] and signal["n"] == 300
+    assert signal["psi"] == psi(signal["counts"], REFERENCE) and signal["psi"] > 1
+    assert len(signal["counts"]) == len(EDGES) + 1
+    with sqlite3.connect(store.path) as db:
+        kinds = dict(db.execute("SELECT kind, SUM(calls) FROM timings GROUP BY kind").fetchall())
+    assert kinds == {"function": 3, "model": 6, "startup": 6}
+    # Without a manifest (a bundle this registry does not hold) the PSI is unknown, the counts kept.
+    store.ingest(report("elsewhere", "2.0.0", signals={"s": [1, 2]}))
+    assert store.version_stats("elsewhere", "2.0.0").signals == {"s": {"n": 3, "counts": [1, 2], "psi": None}}
+
+
+def test_log_store_dedupes_lists_newest_first_and_keeps_a_bounded_number(tmp_path):
+    logs = LogStore(tmp_path / "data", keep=5)
+
+    def upload(n, bundle="digits"):
+        return {"schema": 1, "id": str(uuid.uuid4()), "bundle": bundle, "version": "1.0.0",
+                "lines": [{"t": T0 + i, "level": "info", "logger": "waystation.digits", "message": f"line {n}.{i}"}
+                          for i in range(3)]}
+
+    first = upload(1)
+    assert logs.add(first, received_ms=T0) is True
+    assert logs.add(first, received_ms=T0 + 1) is False
+    assert [r["message"] for r in logs.recent("digits")] == ["line 1.2", "line 1.1", "line 1.0"]
+    assert logs.recent("digits")[0] == {"received": T0, "version": "1.0.0", "t": T0 + 2, "level": "info",
+                                        "logger": "waystation.digits", "message": "line 1.2"}
+    logs.add(upload(2))
+    logs.add(upload(3, bundle="other"))
+    assert [r["message"] for r in logs.recent("digits")] == ["line 2.2", "line 2.1", "line 2.0", "line 1.2", "line 1.1"]
+    assert len(logs.recent("digits", limit=2)) == 2
+    assert len(logs.recent("other")) == 3
