@@ -6,10 +6,12 @@
     waystation keys [--out keys]
     waystation new NAME [--dir models]
     waystation bundle build models/digits [--out build/bundles] [--key keys/waystation.key] [--force]
-    waystation bundle publish build/bundles/digits/1.0.0 --channel stable --rollout 25 [--data data]
+    waystation bundle publish build/bundles/digits/1.0.0 --channel stable --rollout 25 [--halt-if RULES] [--data data]
     waystation bundle diff build/bundles/digits/1.0.0 build/bundles/digits/1.0.1 [--json]
     waystation bundle check build/bundles/digits/1.0.1
     waystation bundle rollback --channel stable --bundle digits [--data data]
+    waystation bundle revoke digits 1.0.1 [--reason TEXT] [--data data]
+    waystation bundle logging digits --channel stable --share 10 --level info [--data data]
     waystation features publish items items.jsonl --key item_id [--data data]
     waystation events export clicks [--bundle demo] [--since 7d] [--format jsonl|csv] [--data data]
     waystation admin token [--revoke-all] [--data data]
@@ -141,6 +143,9 @@ def _bundle_parser(bundle: argparse.ArgumentParser) -> None:
     publish.add_argument("--data", type=Path, default=Path("data"), help=data_help)
     publish.add_argument("--trusted-key", type=Path, action="append", default=None, metavar="PUB",
                          help="refuse the bundle unless signed by this public key (repeatable)")
+    publish.add_argument("--halt-if", default=None, metavar="RULES",
+                         help="halt the rollout by itself when devices' telemetry breaks these rules, "
+                              "e.g. 'errors>1%%,p95>1.5x,devices>=10' (docs/fleet.md)")
     publish.set_defaults(handler=_bundle_publish)
 
     diff = commands.add_parser("diff", help="what a device on bundle A fetches to reach bundle B")
@@ -158,6 +163,22 @@ def _bundle_parser(bundle: argparse.ArgumentParser) -> None:
     rollback.add_argument("--bundle", required=True, help="bundle name")
     rollback.add_argument("--data", type=Path, default=Path("data"), help=data_help)
     rollback.set_defaults(handler=_bundle_rollback)
+
+    revoke = commands.add_parser("revoke", help="stop serving a version for good; devices holding it stop using it")
+    revoke.add_argument("name", help="bundle name")
+    revoke.add_argument("version", help="the published version to revoke")
+    revoke.add_argument("--reason", default="", help="why, kept in the registry for its history")
+    revoke.add_argument("--data", type=Path, default=Path("data"), help=data_help)
+    revoke.set_defaults(handler=_bundle_revoke)
+
+    logging = commands.add_parser("logging", help="ask a share of a channel's devices to send their log lines")
+    logging.add_argument("name", help="bundle name")
+    logging.add_argument("--channel", default="stable", help="channel (default: stable)")
+    logging.add_argument("--share", type=int, required=True, metavar="PERCENT", help="share of devices; 0 turns it off")
+    logging.add_argument("--level", choices=LOG_LEVELS, default="warning",
+                         help="lines at this level and above (default: warning)")
+    logging.add_argument("--data", type=Path, default=Path("data"), help=data_help)
+    logging.set_defaults(handler=_bundle_logging)
 
 
 def _admin_parser(admin: argparse.ArgumentParser) -> None:
@@ -290,9 +311,25 @@ def _signing_key(path: Path | None) -> Any:
 def _bundle_publish(args: argparse.Namespace) -> None:
     from .server.registry import Registry
 
+    halt_if = _halt_rules(args.halt_if) if args.halt_if is not None else None
     trusted = [p.read_text() for p in args.trusted_key] if args.trusted_key else None
-    release = Registry(args.data).publish(args.bundle, args.channel, args.rollout, trusted_keys=trusted, bar=_bar)
-    print(f"published {release}")
+    registry = Registry(args.data)
+    manifest = registry.add_version(args.bundle, trusted_keys=trusted, bar=_bar)
+    release = registry.release(manifest.name, manifest.version, args.channel, args.rollout, halt_if=halt_if)
+    print(f"published {release}" + (f", halted if {halt_if}" if halt_if else ""))
+
+
+def _halt_rules(text: str) -> str:
+    """--halt-if, checked before anything is published: a typo must not leave a rollout unguarded."""
+    from .server.halt_rules import parse_halt_rules
+
+    text = text.strip()
+    if text:
+        try:
+            parse_halt_rules(text)
+        except ValueError as exc:
+            raise ValueError(f"--halt-if {text!r}: {exc}") from None
+    return text
 
 
 def _bundle_diff(args: argparse.Namespace) -> None:
@@ -332,6 +369,22 @@ def _bundle_rollback(args: argparse.Namespace) -> None:
 
     withdrawn, current = Registry(args.data).rollback(args.bundle, args.channel)
     print(f"rolled back {withdrawn}; now {current}")
+
+
+def _bundle_revoke(args: argparse.Namespace) -> None:
+    from .server.registry import Registry
+
+    Registry(args.data).revoke(args.name, args.version, args.reason)
+    print(f"revoked {args.name} {args.version}" + (f" ({args.reason})" if args.reason else "")
+          + ": no device is served it again, and devices holding it stop using it at their next check-in")
+
+
+def _bundle_logging(args: argparse.Namespace) -> None:
+    from .server.registry import Registry
+
+    Registry(args.data).set_logging(args.name, args.channel, args.share, args.level)
+    what = f"{args.share}% of devices send {args.level} lines and above" if args.share else "off"
+    print(f"remote logging of {args.name} on {args.channel}: {what}")
 
 
 def _bar(total: int, desc: str) -> Any:

@@ -1,7 +1,16 @@
 """The bundle API: which manifest a device should run, and the chunks manifests point at.
 
-    GET /api/bundles/{name}/channels/{channel}?device=ID   the manifest, as published (ETag)
-    GET /chunks/{sha256}                                    a chunk, immutable
+    GET /api/bundles/{name}/channels/{channel}?device=ID          the manifest, as published (ETag)
+    GET /api/bundles/{name}/channels/{channel}/status?device=ID   the check-in (below)
+    GET /chunks/{sha256}                                           a chunk, immutable
+
+The check-in is what a device's background checks ask, small and never cached: the version it
+should run and the sha256 of that manifest (it fetches the manifest only when that differs from
+what it holds), every revoked version (it stops using one it holds), whether it is inside the
+channel's remote-logging share, and when to ask again:
+
+    {"bundle": "digits", "channel": "stable", "version": "1.0.2", "sha256": "...",
+     "revoked": ["1.0.1"], "logging": {"level": "info"} | null, "checkAfterSeconds": 900}
 
 Chunks come from the registry's store (data/chunks), then from the built site's (dist/chunks),
 so bundles built into the site need no publishing to be fetched by chunk. Both answers are
@@ -21,7 +30,7 @@ import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -29,9 +38,9 @@ from starlette.routing import BaseRoute, Route
 
 from ..bundles.chunks import ChunkStore
 from ._gzip import GzipCache, accepts_gzip, compress
-from .registry import Registry
+from .registry import Registry, logging_bucket
 
-__all__ = ["IMMUTABLE", "bundle_routes"]
+__all__ = ["CHECK_AFTER_SECONDS", "IMMUTABLE", "bundle_routes"]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -39,6 +48,9 @@ _DEVICE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 # Threads for the bundle API's disk and CPU work. Few, and its own: a locked registry then ties
 # up these and never the thread pool that other routes (accounts, static files) share.
 _WORKERS = 4
+# How long a device waits between check-ins while a page is open: a revoke or a halt reaches every
+# open page within this, and a thousand open pages cost the server about one request a second.
+CHECK_AFTER_SECONDS = 900
 T = TypeVar("T")
 
 
@@ -56,6 +68,19 @@ def bundle_routes(registry: Registry, site: Path) -> list[BaseRoute]:
         if manifest is None:
             return None
         return manifest, compress(manifest) if gzip else None
+
+    def check_in(name: str, channel: str, device: str) -> dict[str, Any] | None:
+        revoked = registry.revoked(name)
+        version = registry.resolve_version(name, channel, device)
+        if version is None and not revoked and not registry.versions(name):
+            return None
+        manifest = registry.manifest(name, version) if version is not None else None
+        logging = registry.logging(name, channel)
+        inside = logging is not None and logging_bucket(device, name) < logging["share"]
+        return {"bundle": name, "channel": channel, "version": version,
+                "sha256": hashlib.sha256(manifest).hexdigest() if manifest is not None else None,
+                "revoked": revoked, "logging": {"level": logging["level"]} if logging and inside else None,
+                "checkAfterSeconds": CHECK_AFTER_SECONDS}
 
     def find_chunk(sha256: str, gzip: bool) -> tuple[Path, bool] | None:
         for store in stores:
@@ -82,6 +107,16 @@ def bundle_routes(registry: Registry, site: Path) -> list[BaseRoute]:
             return Response(status_code=304, headers=headers)
         return Response(body or manifest, media_type="application/json", headers=headers)
 
+    async def status(request: Request) -> Response:
+        name, channel = request.path_params["name"], request.path_params["channel"]
+        device = request.query_params.get("device", "")
+        if not _DEVICE.fullmatch(device):
+            return _error(400, "?device= must be a device id of 1-128 letters, digits, '.', '_', ':' or '-'")
+        answer = await off_loop(lambda: check_in(name, channel, device))
+        if answer is None:
+            return _error(404, f"no version of bundle {name!r} is published")
+        return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
     async def chunk(request: Request) -> Response:
         sha256 = request.path_params["sha256"]
         if not _SHA256.fullmatch(sha256):
@@ -97,6 +132,7 @@ def bundle_routes(registry: Registry, site: Path) -> list[BaseRoute]:
 
     return [
         Route("/api/bundles/{name}/channels/{channel}", channel_manifest),
+        Route("/api/bundles/{name}/channels/{channel}/status", status),
         Route("/chunks/{sha256:path}", chunk),  # every path below /chunks/: malformed ones get a 400
     ]
 
