@@ -3,6 +3,7 @@
     waystation build [--out dist] [--key KEY] [--runtime-only]
     waystation serve [--host 127.0.0.1] [--port 8000] [--data data]
     waystation run models/digits classify_features --args '{"features": [[0, 0, 5, ...]]}' [--data DIR]
+    waystation run models/minilm notes --data DIR --server http://127.0.0.1:8000 --user ada   # ctx.state synced
     waystation keys [--out keys]
     waystation new NAME [--dir models]
     waystation bundle build models/digits [--out build/bundles] [--key keys/waystation.key] [--force]
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -105,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="show the traceback of an error, not only its line")
     run.add_argument("--data", type=Path, default=None,
                      help="the device's data folder for events, features and ctx.state (default: $XDG_DATA_HOME/waystation)")
+    run.add_argument("--server", default=None, metavar="URL",
+                     help="sync ctx.state with --user's documents on this Waystation server (http://host:port)")
+    run.add_argument("--user", default=None, help="the account to sync as (password: $WAYSTATION_PASSWORD or a prompt)")
+    run.add_argument("--token", default=None, help="a login token for --user instead of a password")
+    run.add_argument("--sync-timeout", type=float, default=10.0, metavar="SECONDS",
+                     help="longest wait for the server per document before running offline (default: 10)")
     run.set_defaults(handler=_run)
 
     keys = commands.add_parser("keys", help="make an Ed25519 key pair for signing bundles")
@@ -240,7 +248,8 @@ def _run(args: argparse.Namespace) -> None:
     set_log_level(args.log_level)
     text, source = _arguments_text(args.function, args.args)
     call_args = load_arguments(args.function, text, source=source, typed=True)
-    reply = asyncio.run(run_function(args.bundle, args.function, call_args, data=args.data))
+    sync = _sync_options(args)
+    reply = asyncio.run(run_function(args.bundle, args.function, call_args, data=args.data, sync=sync))
     # a result the page could not receive (NaN, Infinity) fails here as it fails there
     print(result_json(args.function, reply if args.metrics else reply["result"]))
 
@@ -261,19 +270,60 @@ def _arguments_text(function: str, spec: str) -> tuple[str, str]:
     return spec, "--args"
 
 
-async def run_function(bundle: Path, function: str, call_args: Any, data: Path | None = None) -> dict[str, Any]:
-    """Open a bundle (building a source folder first) on the native host and call one function."""
+def _sync_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """StateSync's keywords from --server, --user, --token and $WAYSTATION_PASSWORD, or None without --server."""
+    from .device.errors import ArgumentError
+
+    if args.server is None:
+        if args.user is not None or args.token is not None:
+            raise ArgumentError("--user and --token name an account on a server: give --server URL too")
+        return None
+    if not args.server.startswith(("http://", "https://")):
+        raise ArgumentError(f"--server {args.server!r}: give the site's address, http://HOST:PORT or https://HOST")
+    if args.user is None:
+        raise ArgumentError("--server needs --user NAME: whose documents to sync")
+    options: dict[str, Any] = {"server": args.server, "user": args.user, "timeout": args.sync_timeout}
+    if args.token is not None:
+        return {**options, "token": args.token}
+    password = os.environ.get("WAYSTATION_PASSWORD")
+    if password is None and sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass(f"password of {args.user} on {args.server}: ")
+    if not password:
+        raise ArgumentError(f"--user {args.user}: no password: set WAYSTATION_PASSWORD, type it at the prompt, or give --token")
+    return {**options, "password": password}
+
+
+async def run_function(bundle: Path, function: str, call_args: Any, data: Path | None = None,
+                       sync: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Open a bundle (building a source folder first) on the native host and call one function;
+    with `sync` (StateSync's keywords), ctx.state is synced with that account before and after."""
     from .device.hosts.data_native import NativeDataBackend, default_data_dir
     from .device.hosts.state_native import NativeStateBackend
     from .device.runtime import App
 
     folder = _built_bundle(bundle)
     states = NativeStateBackend(data if data is not None else default_data_dir())  # ctx.state outlives the run
-    app = await App.open(folder, data=None if data is None else NativeDataBackend(data), states=states)
+    syncing = None
+    if sync is not None:
+        from .device.hosts.state_sync import StateSync
+
+        syncing = StateSync(states, say=_say, **sync)
     try:
-        return await app.call(function, call_args)
+        if syncing is not None:
+            syncing.start()
+        app = await App.open(folder, data=None if data is None else NativeDataBackend(data), states=states)
+        try:
+            reply = await app.call(function, call_args)
+        finally:
+            app.close()
+        if syncing is not None:
+            syncing.finish()  # what the call wrote is on the server's disk, or kept here for the next run
+        return reply
     finally:
-        app.close()
+        if syncing is not None:
+            syncing.close()
         states.close()
 
 

@@ -57,18 +57,34 @@ class NativeStateBackend:
     def __init__(self, folder: str | Path | None = None) -> None:
         self._docs: dict[str, NativeStateDoc] = {}
         self._store = None if folder is None else _UpdateLog(Path(folder) / STATE_FILE)
+        self._rows: dict[str, set[int]] = {}  # per document, the stored rows its copy in memory holds
+        # Called once for each document, loaded and before anyone reads it (`state_sync` brings it up to date).
+        self.on_open: Callable[[str, NativeStateDoc], None] | None = None
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file the documents are kept in, or None if they live in memory only."""
+        return None if self._store is None else self._store.path
 
     def doc(self, name: str) -> NativeStateDoc:
         if name not in self._docs:
             doc = NativeStateDoc()
             if self._store is not None:
-                stored = self._store.load(name)
+                rows = self._rows[name] = set()
+                stored = self._store.load(name, rows)
                 if stored is not None:
                     doc.apply_update(stored)
                 store = self._store
-                doc.on_update(lambda update: store.append(name, update))
+                doc.on_update(lambda update: rows.add(store.append(name, update)))
             self._docs[name] = doc
+            if self.on_open is not None:
+                self.on_open(name, doc)
         return self._docs[name]
+
+    def rows_held(self, name: str) -> frozenset[int]:
+        """The ids of the stored rows of document `name` that its copy in this process holds
+        (loaded, or written by it): what a sync of that copy sends."""
+        return frozenset(self._rows.get(name, ()))
 
     def names(self) -> list[str]:
         stored = self._store.names() if self._store is not None else []
@@ -99,10 +115,12 @@ class _UpdateLog:
             self._db = db
         return self._db
 
-    def load(self, doc: str) -> bytes | None:
-        """The document as one update (its rows merged: pycrdt applies one merge right, see above), or None."""
+    def load(self, doc: str, ids: set[int]) -> bytes | None:
+        """The document as one update (its rows merged: pycrdt applies one merge right, see above),
+        or None; the ids of the rows it holds are added to `ids`."""
         db = self._connect()
         rows = db.execute("SELECT id, data FROM updates WHERE doc = ? ORDER BY id", (doc,)).fetchall()
+        ids.update(row[0] for row in rows)
         if not rows:
             return None
         try:
@@ -112,11 +130,12 @@ class _UpdateLog:
         if len(rows) > _COMPACT_AFTER:
             with _transaction(db):  # only the rows merged: another process may have appended since
                 db.execute("DELETE FROM updates WHERE doc = ? AND id <= ?", (doc, rows[-1][0]))
-                db.execute("INSERT INTO updates (doc, data) VALUES (?, ?)", (doc, merged))
+                ids.add(_row_id(db.execute("INSERT INTO updates (doc, data) VALUES (?, ?)", (doc, merged))))
         return merged
 
-    def append(self, doc: str, update: bytes) -> None:
-        self._connect().execute("INSERT INTO updates (doc, data) VALUES (?, ?)", (doc, update))
+    def append(self, doc: str, update: bytes) -> int:
+        """Store one update of `doc`; its row id."""
+        return _row_id(self._connect().execute("INSERT INTO updates (doc, data) VALUES (?, ?)", (doc, update)))
 
     def names(self) -> list[str]:
         return [row[0] for row in self._connect().execute("SELECT DISTINCT doc FROM updates")]
@@ -125,6 +144,11 @@ class _UpdateLog:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _row_id(cursor: sqlite3.Cursor) -> int:
+    assert cursor.lastrowid is not None  # an INSERT into a rowid table
+    return cursor.lastrowid
 
 
 @contextmanager
