@@ -13,9 +13,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from waystation.device import Manifest
 from waystation.server.admin_auth import ADMIN_FILE, AdminTokens
 from waystation.server.registry import Registry, bucket
+from waystation.server.telemetry_store import LogStore, TelemetryStore
 
 from bundle_factory import make_bundle
 from server_process import ROOT, Server
+from telemetry_reports import REFERENCE, report, report_id, telemetry_bundle
 
 KEY = Ed25519PrivateKey.generate()
 _names = (f"admin-demo-{i}" for i in itertools.count())
@@ -169,6 +171,28 @@ def test_logging_control_sets_the_channels_remote_logging(server, token, bundle)
     assert response.json()["channels"][0]["logging"] == {"share": 10, "level": "info"}
     off = admin(server, "POST", f"/bundles/{bundle}/channels/stable/logging", token, json={"share": 0, "level": "info"})
     assert off.json()["channels"][0]["logging"] is None
+
+
+def test_one_bundle_comes_with_its_telemetry_and_logs(server, token, tmp_path):
+    name = next(_names)
+    Registry(server.data).publish(telemetry_bundle(tmp_path, KEY, name, "2.0.0"), "stable", 100)
+    store = TelemetryStore(server.data)
+    samples = [float(ms) for ms in range(1, 101)]
+    for device in ("a" * 32, "b" * 32):
+        store.ingest(report(name, "2.0.0", device=device, functions={"classify": (samples, {"model-error": 5})},
+                            signals={"top_score": [c * 2 for c in REFERENCE]}))
+    LogStore(server.data).add({"schema": 1, "id": report_id(), "bundle": name, "version": "2.0.0",
+                               "lines": [{"t": 1, "level": "warning", "logger": "w", "message": "slow input"}]})
+
+    detail = admin(server, "GET", f"/bundles/{name}?hours=3", token).json()
+    stats = detail["telemetry"]["summary"]["versions"]["2.0.0"]
+    assert (stats["devices"], stats["calls"], stats["errors"]) == (2, 200, 10)
+    assert stats["p50"] == pytest.approx(50, rel=0.03) and stats["p99"] == pytest.approx(99, rel=0.03)
+    assert stats["signals"]["top_score"]["psi"] == 0  # the same proportions as the reference
+    (hour,) = detail["telemetry"]["timeline"]
+    assert (hour["version"], hour["devices"], hour["calls"]) == ("2.0.0", 2, 200)
+    assert [line["message"] for line in detail["telemetry"]["logs"]] == ["slow input"]
+    assert detail["telemetry"]["hours"] == 3 and detail["versions"][0]["version"] == "2.0.0"
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status", "message"), [

@@ -10,6 +10,10 @@ wrong one).
     POST /api/admin/bundles/{name}/channels/{channel}/logging        {"share": 10, "level": "info"}
     POST /api/admin/bundles/{name}/versions/{version}/revoke         {"reason": "wrong labels"}
 
+One bundle's "telemetry" is {"hours", "summary", "timeline", "logs"}: TelemetryStore.summary (every
+version's devices, calls, error rate, p50/p95/p99, signals with PSI), its hourly timeline over the
+last `hours`, and LogStore.recent (the newest remote log lines first).
+
 The controls call the same Registry methods as `waystation bundle ...`, so the dashboard and the
 command line can never disagree on what a release is. A control answers the bundle as it is
 afterwards (the same object as GET /api/admin/bundles/{name}, without telemetry); an error is
@@ -35,6 +39,7 @@ from ..device.errors import BundleError
 from ._json import BadJSON, fields, json_object
 from .admin_auth import AdminTokens
 from .registry import Registry
+from .telemetry_store import LogStore, TelemetryStore
 
 __all__ = ["admin_routes", "bundle_overview", "rollout_shares"]
 
@@ -43,6 +48,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 _WORKERS = 2  # admin requests are few: an operator's browser every few seconds
 _MAX_HOURS = 24 * 31
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+_LOG_LINES = 200  # the newest remote log lines shown with a bundle
 
 
 class _Refused(Exception):
@@ -52,8 +58,9 @@ class _Refused(Exception):
 
 
 def admin_routes(registry: Registry, data: Path, site: Path) -> list[BaseRoute]:
-    """The admin routes over `registry` and the telemetry under `data`, and /dashboard from `site`."""
+    """The admin routes over `registry` and the telemetry and logs under `data`, and /dashboard from `site`."""
     tokens = AdminTokens(data)
+    telemetry, logs = TelemetryStore(data), LogStore(data)
     executor = ThreadPoolExecutor(_WORKERS, thread_name_prefix="waystation-admin")
 
     async def off_loop(work: Callable[[], T]) -> T:
@@ -103,7 +110,9 @@ def admin_routes(registry: Registry, data: Path, site: Path) -> list[BaseRoute]:
 
         def read() -> dict[str, Any]:
             known(name)
-            return {**bundle_overview(registry, name), "hours": hours}
+            return {**bundle_overview(registry, name), "telemetry": {
+                "hours": hours, "summary": telemetry.summary(name), "timeline": telemetry.timeline(name, hours=hours),
+                "logs": logs.recent(name, limit=_LOG_LINES)}}
         return await off_loop(read)
 
     async def rollout(request: Request) -> dict[str, Any]:
