@@ -26,6 +26,7 @@ from .run_api import RunService, run_routes
 from .security_headers import SecurityHeaders
 from .static import SiteFiles
 from .sync import sync_endpoint
+from .telemetry_api import telemetry_routes
 
 __all__ = ["create_app"]
 
@@ -60,12 +61,15 @@ def create_app(site: str | Path = "dist", data: str | Path = "data", config: Ser
         *run_routes(runs),
         *event_routes(data, config),
         *feature_routes(data),
+        *telemetry_routes(data, config, registry),
         *admin_routes(registry, data, site),
         Mount("/", SiteFiles(directory=site, html=True, check_dir=True), name="site"),
     ]
     app = _App(routes=routes, lifespan=sync_lifespan,
                middleware=[Middleware(BodyLimit, max_bytes=config.max_body_bytes,
-                                      routes={"/api/run/": config.run_body_bytes})])
+                                      routes={"/api/run/": config.run_body_bytes,
+                                              "/api/telemetry": config.telemetry_report_bytes,
+                                              "/api/logs": config.log_upload_bytes})])
     app.state.site = site
     app.state.data = data
     app.state.config = config

@@ -58,6 +58,11 @@ class ServerConfig:
     run_body_bytes: int = 4 << 20  # largest body of a call (413 past it)
     run_open_apps: int = 4  # bundle versions kept loaded, least recently used closed first
 
+    # --- device telemetry and remote logs (POST /api/telemetry, /api/logs) ---
+    telemetry_report_bytes: int = 64 << 10  # one telemetry report's body (413 past it)
+    telemetry_reports_per_minute: int = 120  # reports and log uploads from one address (429 past it); 0: no limit
+    log_upload_bytes: int = 32 << 10  # one upload of remote log lines (413 past it)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> ServerConfig:
         """The defaults, each replaced by its `WAYSTATION_<NAME>` from `environ` if set, then by `overrides`."""
