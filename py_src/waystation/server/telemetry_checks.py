@@ -19,7 +19,7 @@ from typing import Any
 from ..device.log import LEVELS
 from . import histogram
 
-__all__ = ["LIMITS", "Declared", "Refused", "check_against_manifest", "check_report", "check_upload"]
+__all__ = ["Declared", "LIMITS", "Refused", "check_against_manifest", "check_report", "check_upload"]
 
 _UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 _INSTALLATION = re.compile(r"[0-9a-f]{32}")

@@ -38,7 +38,7 @@ from ._sqlite import create
 from .registry import Registry
 from .version_stats import VersionStats
 
-__all__ = ["LOGS_FILE", "TELEMETRY_FILE", "LogStore", "TelemetryStore"]
+__all__ = ["LOGS_FILE", "LogStore", "TELEMETRY_FILE", "TelemetryStore"]
 
 TELEMETRY_FILE = "telemetry.sqlite3"
 LOGS_FILE = "logs.sqlite3"
