@@ -31,8 +31,10 @@ __all__ = ["SHELL_EXCLUDE", "build_site", "find_project_root", "write_precache"]
 # Not part of the precached app shell: bundles and their chunks have their own cache; and
 # onnxruntime-web's WebGPU build (27 MB), which a worker imports only when web/execution.js
 # chooses WebGPU, so that a device on WASM never downloads it. Offline and never fetched, the
-# worker runs the bundle on WASM instead, and says so in app.info.executionReason.
-SHELL_EXCLUDE = ("bundles/", "chunks/", "ort/ort.webgpu.", "ort/ort-wasm-simd-threaded.asyncify.")
+# worker runs the bundle on WASM instead, and says so in app.info.executionReason. And the fleet
+# dashboard with its charts: an operator's page, always from the network, no part of the offline app.
+SHELL_EXCLUDE = ("bundles/", "chunks/", "ort/ort.webgpu.", "ort/ort-wasm-simd-threaded.asyncify.",
+                 "dashboard.", "vendor/uplot.")
 PRECACHE_PLACEHOLDER = "self.__WAYSTATION_PRECACHE"
 
 Progress = Callable[[str], None]
