@@ -17,10 +17,12 @@
 //   on-low-confidence   as allowed, and asked again when the device's answer has
 //                       result[confidence] < threshold (the server's answer is then used)
 // The server needs an account (open({sync})): its run API serves signed-in users only.
+// Offline, what the device has answers; what neither side can answer (a bundle not installed
+// yet, a device that cannot open it) is refused with a WaystationError named "offline".
 
 import { STORE } from "./protocol.js";
 
-export { answering, isDeviceFailure, Offload, reviveServerReply, toJsonArgs, trackDevice };
+export { answering, isDeviceFailure, Offload, offlineError, reviveServerReply, toJsonArgs, trackDevice };
 
 /**
  * @typedef {{offload: "never" | "allowed" | "on-low-confidence", writes_state?: boolean, threshold?: number,
@@ -160,6 +162,9 @@ class Offload {
     } catch (err) {
       const code = /** @type {any} */ (err)?.name;
       if (otherwise && SERVER_UNAVAILABLE.has(code)) return { reply: await otherwise(), ranOn: "device" };
+      if (!otherwise && reason === "device-unavailable" && isOffline()) {
+        throw offlineError(`${name}()`, this.bundle, await device.ready.catch((/** @type {unknown} */ e) => e), this.toError, true);
+      }
       throw err;
     }
   }
@@ -224,8 +229,34 @@ async function answering(offload, opened, store, bundle) {
   ]);
   if (first === "device" || first === "server") return first;
   if (first === "device-failed" && (await described)) return "server";
-  await opened; // the device's own answer: ready, or its error
+  // The device's own answer: ready, or its error; offline, that neither side can answer.
+  await opened.catch((err) => {
+    throw isOffline() ? offlineError("open()", bundle, err, offload.toError, true) : err;
+  });
   return "device";
+}
+
+/** Whether the browser says it has no network (Playwright's context.set_offline too). */
+function isOffline() {
+  return typeof navigator !== "undefined" && navigator.onLine === false;
+}
+
+/**
+ * The error of a call or an open() that neither the device nor the server can answer because the
+ * device is offline: named "offline", its message says what failed on each side, and
+ * `details.device` is the device's own error code.
+ * @param {string} what "open()" or the function called, "classify()"
+ * @param {string} bundle
+ * @param {any} deviceError why the device cannot answer: the bundle is not installed, or did not open
+ * @param {(error: any, status: number) => Error} toError
+ * @param {boolean} serverAsked whether the server would have answered had it been reachable (fallback "auto")
+ * @returns {Error}
+ */
+function offlineError(what, bundle, deviceError, toError, serverAsked) {
+  const cause = deviceError?.message ?? String(deviceError);
+  const server = serverAsked ? ", and the server cannot be reached to answer instead" : "";
+  const message = `${what}: this device is offline: bundle ${JSON.stringify(bundle)} cannot be installed or opened on it (${cause})${server}`;
+  return toError({ code: "offline", message, details: { device: deviceError?.name ?? null } }, 0);
 }
 
 /** @param {any} result @param {Policy} policy */

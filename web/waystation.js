@@ -27,7 +27,7 @@
 import { DataClient } from "./events.js";
 import { checkWebgpuMode } from "./execution.js";
 import { STORE, STORE_EVENT, WORKER, WORKER_EVENT } from "./protocol.js";
-import { answering, Offload, trackDevice } from "./offload.js";
+import { answering, Offload, offlineError, trackDevice } from "./offload.js";
 import { installBundle, OpenProgress } from "./first_install.js";
 
 export { App, changePassword, login, logout, logoutAll, open, preload, register, registerServiceWorker, renew, WaystationError };
@@ -99,7 +99,8 @@ async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl
     store = serviceWorker ? await StoreClient.connect(baseUrl) : null;
   } catch (err) {
     worker?.close();
-    throw err;
+    // Offline on a first visit the service worker cannot be fetched: say that, not the browser's TypeError.
+    throw navigator.onLine ? err : offlineError("open()", bundle, err, replyError, fallback === "auto" && Boolean(sync));
   }
   const connected = performance.now();
   worker ??= startWorker(baseUrl, bundle, progress.fromWorker);

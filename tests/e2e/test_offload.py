@@ -154,3 +154,69 @@ def test_a_low_confidence_answer_is_asked_again_of_the_server(context: BrowserCo
     assert [(r["x"], r["ranOn"]) for r in seen["ran"]] == [(0.9, "device"), (0.2, "server"), (0.5, "device")]
     assert [o["reason"] for o in seen["offloads"]] == ["low-confidence"]
     assert len([r for r in requests if r.startswith("POST") and "/api/run/unsure/1.0.0/guess" in r]) == 1
+
+
+
+OPEN_AND_CALL = """async ({ account, bundle, installTimeoutMs }) => {
+  const { open, WaystationError } = await import("/waystation.js");
+  let app;
+  try {
+    app = await open({ bundle, channel: "hybrid", sync: account, fallback: "auto", installTimeoutMs });
+  } catch (e) {
+    return { opened: false, name: e.name, message: e.message, details: e.details, waystationError: e instanceof WaystationError };
+  }
+  const offloads = [];
+  app.addEventListener("offload", (e) => offloads.push(e.detail));
+  const samples = await app.call("samples", {});
+  const [answer] = await app.call("classify_features", { features: [samples[0].pixels] });
+  const ranOn = app.lastCall.ranOn;
+  app.close();
+  return { opened: true, ranOn, digit: answer.digit, label: samples[0].label, offloads };
+}"""
+
+
+def test_offline_an_allowed_function_answers_on_the_device(context: BrowserContext, hybrid_server) -> None:
+    page, requests = first_visit(context, hybrid_server)
+    page.set_default_timeout(BOOT_TIMEOUT_MS)
+    user = account(hybrid_server)
+    page.evaluate("""async (account) => {
+      const { open } = await import("/waystation.js");
+      const app = await open({ bundle: "digits", channel: "hybrid", sync: account, fallback: "auto" });
+      await app.ready;  // installed on the device
+      app.close();
+    }""", user)
+    context.set_offline(True)
+    sent = len(requests)
+    seen = page.evaluate(OPEN_AND_CALL, {"account": user, "bundle": "digits", "installTimeoutMs": None})
+    assert seen["opened"], seen
+    # classify_features may run on the server, but the device answers it: nothing was sent.
+    assert seen["ranOn"] == "device" and seen["offloads"] == [] and seen["digit"] == seen["label"], seen
+    assert not [r for r in requests[sent:] if "/api/run/" in r]
+
+
+def test_offline_on_a_first_visit_open_is_refused_as_offline(context: BrowserContext, hybrid_server) -> None:
+    page, _ = first_visit(context, hybrid_server)
+    page.set_default_timeout(BOOT_TIMEOUT_MS)
+    page.evaluate("() => import('/waystation.js')")  # the page has its code; then the network goes
+    context.set_offline(True)
+    seen = page.evaluate(OPEN_AND_CALL, {"account": account(hybrid_server), "bundle": "digits", "installTimeoutMs": None})
+    # Neither side can answer: nothing is installed yet (not even the service worker) and the server is out of reach.
+    assert not seen["opened"] and seen["waystationError"] and seen["name"] == "offline", seen
+    assert seen["message"].startswith('open(): this device is offline: bundle "digits" cannot be installed or opened on it'), seen
+    assert "the server cannot be reached to answer instead" in seen["message"], seen
+
+
+def test_offline_a_bundle_never_installed_is_refused_as_offline(context: BrowserContext, hybrid_server) -> None:
+    page, _ = first_visit(context, hybrid_server)
+    page.set_default_timeout(BOOT_TIMEOUT_MS)
+    user = account(hybrid_server)
+    page.evaluate("""async (account) => {  // the service worker and another bundle are installed
+      const { open } = await import("/waystation.js");
+      (await open({ bundle: "unsure", channel: "hybrid", sync: account })).close();
+    }""", user)
+    context.set_offline(True)
+    seen = page.evaluate(OPEN_AND_CALL, {"account": user, "bundle": "digits", "installTimeoutMs": 3_000})
+    assert not seen["opened"] and seen["waystationError"] and seen["name"] == "offline", seen
+    assert seen["details"]["device"] == "network", seen  # the device's own reason rides along
+    assert "gave up installing after 3 s without the network" in seen["message"], seen
+    assert "the server cannot be reached to answer instead" in seen["message"], seen
