@@ -187,3 +187,31 @@ def test_the_dashboard_is_served_but_never_precached(server, site_dir: Path) -> 
     service_worker = (site_dir / "sw.js").read_text()
     assert '"vendor/crdt.js"' in service_worker  # the list is there, with the shell's own vendored modules
     assert "dashboard." not in service_worker and "uplot" not in service_worker
+
+
+def test_what_devices_send_shows_on_the_page(context: BrowserContext, server, token: str, tmp_path: Path) -> None:
+    """Reports and log lines posted to the device endpoints, as a device sends them, reach the panels."""
+    name = f"sent{next(_numbers)}-{uuid.uuid4().hex[:8]}"
+    Registry(server.data).publish(telemetry_bundle(tmp_path, KEY, name, "3.0.0"), "stable", 100)
+    headers = {"authorization": f"Bearer {token}"}
+    logging = httpx.post(f"{server.url}/api/admin/bundles/{name}/channels/stable/logging", headers=headers,
+                         json={"share": 100, "level": "warning"})
+    assert logging.status_code == 200, logging.text
+    for device in ("c" * 32, "d" * 32):
+        sent = httpx.post(f"{server.url}/api/telemetry",
+                          json=report(name, "3.0.0", device=device, functions={"classify": ([5.0] * 9 + [50.0], {})}))
+        assert sent.status_code == 202, sent.text
+    upload = {"schema": 1, "id": str(uuid.uuid4()), "bundle": name, "version": "3.0.0",
+              "lines": [{"t": int(time.time() * 1000), "level": "warning", "logger": "waystation.fleet",
+                         "message": "a stroke with no points"}]}
+    assert httpx.post(f"{server.url}/api/logs", json=upload).status_code == 202
+
+    page = open_dashboard(context, server, token)
+    row = f"[data-bundle='{name}'] tr[data-version='3.0.0']"
+    page.wait_for_selector(row)
+    cells = page.eval_on_selector_all(f"{row} td.num", "tds => tds.map(td => td.textContent)")
+    assert cells[:3] == ["2", "20", "0.00%"], cells  # devices, calls, error rate
+    p50, unit = page.text_content(f"{row} td.p50").split()
+    assert unit == "ms" and float(p50) == pytest.approx(5.0, rel=0.03)  # the log buckets' 2% accuracy
+    assert "a stroke with no points" in page.text_content(f"[data-bundle='{name}'] table.logs")
+    assert "remote logs from 100% at warning+" in page.text_content(f"[data-bundle='{name}'] [data-channel='stable']")
