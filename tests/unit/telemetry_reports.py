@@ -25,16 +25,18 @@ EDGES = ["0.5", "0.7", "0.8", "0.9", "0.95"]
 REFERENCE = [2, 5, 13, 30, 30, 20]
 
 
-def telemetry_bundle(root: Path, key: Any, name: str, version: str, parent: str | None = None) -> Path:
-    """root/NAME/VERSION: a signed bundle with a model "classifier" and a signal "top_score" (EDGES, REFERENCE)."""
+def telemetry_bundle(root: Path, key: Any, name: str, version: str, parent: str | None = None,
+                     models: tuple[str, ...] = ("classifier",)) -> Path:
+    """root/NAME/VERSION: a signed bundle with `models` (no real ONNX) and a signal "top_score" (EDGES, REFERENCE)."""
     folder = root / name / version
     folder.mkdir(parents=True)
-    files = {"workflow.py": f"# {name} {version}\n".encode(), "classifier.onnx": b"not a real model " + version.encode()}
+    files = {"workflow.py": f"# {name} {version}\n".encode(),
+             **{f"{m}.onnx": f"not a real model: {m} {version}".encode() for m in models}}
     for path, data in files.items():
         (folder / path).write_bytes(data)
     manifest = {
         "format": 2, "name": name, "version": version, "parent": parent, "runtime": "0.1.0",
-        "workflow": "workflow.py", "models": {"classifier": {"file": "classifier.onnx", "opset": 17}},
+        "workflow": "workflow.py", "models": {m: {"file": f"{m}.onnx", "opset": 17} for m in models},
         "files": [{"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest(),
                    "chunks": [list(c) for c in split(d)]} for p, d in files.items()],
         "telemetry": {"signals": {"top_score": {"edges": EDGES, "reference": REFERENCE}}, "alerts": []},

@@ -110,7 +110,8 @@ def test_models_startup_and_signals_are_stored_and_psi_uses_the_manifest_referen
     assert signal["psi"] == psi(signal["counts"], REFERENCE) and signal["psi"] > 1
     assert len(signal["counts"]) == len(EDGES) + 1
     with sqlite3.connect(store.path) as db:
-        kinds = dict(db.execute("SELECT kind, SUM(calls) FROM timings GROUP BY kind").fetchall())
+        kinds = dict(db.execute("SELECT s.kind, SUM(calls) FROM timings t JOIN series s ON s.id = t.series "
+                                  "GROUP BY s.kind").fetchall())
     assert kinds == {"function": 3, "model": 6, "startup": 6}
     # Without a manifest (a bundle this registry does not hold) the PSI is unknown, the counts kept.
     store.ingest(report("elsewhere", "2.0.0", signals={"s": [1, 2]}))
