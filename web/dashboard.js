@@ -89,7 +89,7 @@ function versionColor(version, versions) {
 
 /** @param {Share} share */
 function rolloutLabel(share) {
-  if (share.version === null) return `none ${share.share}%`;
+  if (share.version === null) return `no release includes them · ${share.share}%`;
   return share.percent === 100 ? `${share.version} · ${share.share}%` : `${share.version} · ${share.share}% (release at ${share.percent}%)`;
 }
 

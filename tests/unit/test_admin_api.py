@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from waystation.device import Manifest
+from waystation.server.admin_api import rollout_shares
 from waystation.server.admin_auth import ADMIN_FILE, AdminTokens
 from waystation.server.registry import Registry, bucket
 from waystation.server.telemetry_store import LogStore, TelemetryStore
@@ -212,3 +213,18 @@ def test_bad_requests_are_named(server, token, bundle, method, path, body, statu
     assert response.status_code == status, response.text
     assert message in response.json()["error"]
     assert served_version(server, bundle, "dev1") == "1.0.0"
+
+
+def test_rollout_shares_follow_resolve():
+    """Each release takes its percentage of what the newer ones left; withdrawn and revoked ones take nothing."""
+    def release(version, percent, **state):
+        return {"version": version, "percent": percent, "rolled_back_at": None, "halted_at": None, **state}
+
+    releases = [release("1.0.4", 90, rolled_back_at="t"), release("1.0.3", 50), release("1.0.2", 20),
+                release("1.0.1", 40), release("1.0.0", 50, halted_at="t")]
+    assert rollout_shares(releases, revoked={"1.0.3"}) == [
+        {"version": "1.0.2", "percent": 20, "share": 20.0},
+        {"version": "1.0.1", "percent": 40, "share": 32.0},
+        {"version": None, "percent": None, "share": 48.0},
+    ]
+    assert rollout_shares([], set()) == [{"version": None, "percent": None, "share": 100.0}]
