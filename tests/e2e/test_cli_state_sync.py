@@ -115,3 +115,11 @@ def test_a_wrong_password_or_another_account_is_one_clear_error(server, minilm, 
     # Ada's folder holds Ada's documents: Bob is refused, not merged into them.
     other = waystation_run(minilm, "notes", tmp_path / "ada", server, bob)
     assert other.returncode == 1 and "use another --data folder" in other.stderr, other.stderr
+
+
+def test_an_account_without_a_server_is_a_usage_error(minilm, tmp_path):
+    command = [sys.executable, "-m", "waystation", "run", str(minilm), "notes", "--data", str(tmp_path), "--user", "ada"]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=CLI_TIMEOUT_S)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip() == "error: invalid-argument: --user and --token name an account on a server: give --server URL too"
+    assert not (tmp_path / "state.sqlite3").exists()  # refused before anything ran

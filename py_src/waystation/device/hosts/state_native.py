@@ -5,7 +5,10 @@ DIR`), persisted there as the browser keeps them in IndexedDB: each document's u
 appended to `DIR/state.sqlite3` as they happen (committed before the write returns), and a
 document is loaded from one merge of its rows when first asked for, so the next process sees
 what this one wrote. The same CRDT semantics as everywhere else: two processes writing one
-document at once both keep their edits, merged when either opens it next.
+document at once both keep their edits, merged when either opens it next. With `waystation run
+--server`, `state_sync` syncs these documents with an account's on a server: `on_open` lets it
+bring a document up to date before anyone reads it, and `rows_held` tells it which stored rows a
+sync of the copy in memory sends.
 
 Two things pycrdt 0.14.13 does its own way, made to match Yjs here:
 - numbers come back as floats (it stores every number as a double, as Yjs does); a float

@@ -81,6 +81,9 @@ class StateSync:
             raise ValueError("state sync needs a data folder: the documents' unsent rows are kept there")
         if token is None and password is None:
             raise ValueError("state sync needs a token or a password")
+        # Here, not in the middle of a call: without the client (the server extra) the command
+        # ends with one line naming the extra (waystation/extras.py), not as the workflow's error.
+        import websockets.sync.client  # noqa: F401
         self.states, self.timeout, self.say = states, timeout, say
         self.server, self.user, self.token, self._password = server.rstrip("/"), user, token, password
         self.offline = False
