@@ -66,6 +66,7 @@ async function main() {
   app = await open({
     bundle: "minilm",
     sync: savedAccount(), // signed in on an earlier visit: that account's notes, synced
+    telemetry: new URLSearchParams(location.search).has("telemetry"), // ?telemetry opts in (docs/telemetry.md)
     onProgress: (p) => {
       const mb = p.total ? ` ${((p.loaded ?? 0) / 1e6).toFixed(1)} / ${(p.total / 1e6).toFixed(1)} MB` : "";
       // A first visit the network interrupted says so, and goes on by itself when it is back.
@@ -74,6 +75,7 @@ async function main() {
     },
   });
   progress.hidden = true;
+  Object.assign(globalThis, { app }); // the open app, for the console (and the end-to-end tests), as on the digits page
   saveAccount(app.account); // open() renews a token past half its life
   app.addEventListener("account", (/** @type {any} */ e) => saveAccount(e.detail.account));
   app.addEventListener("sync", (/** @type {any} */ e) => showSync(e.detail));

@@ -19,6 +19,10 @@ function makeOrtHost(ort, { executionProviders = ["wasm"] } = {}) {
   const options = () => ({ executionProviders, graphOptimizationLevel: "all" });
   /** @type {Promise<unknown>} WebGPU sessions are created one at a time: onnxruntime-web refuses a second meanwhile */
   let webgpuTurn = Promise.resolve();
+  /** @type {WeakMap<object, string>} the file path of each preloaded session, for `observe` */
+  const paths = new WeakMap();
+  /** @type {((path: string, ms: number) => void) | null} told each run's time (telemetry), or nobody */
+  let observer = null;
 
   /**
    * A session of `model` where `where` says; its build remembered for `run`.
@@ -66,7 +70,7 @@ function makeOrtHost(ort, { executionProviders = ["wasm"] } = {}) {
           return start(model, otherwise);
         });
       }
-      session.catch(() => {}); // reported by takeSession's caller, not as an unhandled rejection
+      session.then((s) => paths.set(s, path), () => {}); // a failure is reported by takeSession's caller
       preloaded.set(path, session);
       return session;
     },
@@ -85,6 +89,15 @@ function makeOrtHost(ort, { executionProviders = ["wasm"] } = {}) {
     },
 
     /**
+     * Tell `fn` the file path and time (ms) of each model run from now on; null stops it. Without
+     * an observer a run costs nothing more.
+     * @param {((path: string, ms: number) => void) | null} fn
+     */
+    observe(fn) {
+      observer = fn;
+    },
+
+    /**
      * Run `session` on feeds given as [name, dtype, typed array, dims] rows; resolve to
      * [name, dtype, dims, typed array] rows for `outputNames`. Every ORT tensor is disposed here.
      * @param {any} session
@@ -97,7 +110,9 @@ function makeOrtHost(ort, { executionProviders = ["wasm"] } = {}) {
       const build = builds.get(session) ?? ort;
       for (const [name, dtype, data, dims] of feeds) inputs[name] = new build.Tensor(dtype, data, dims);
       try {
+        const started = observer ? performance.now() : 0;
         const results = await session.run(inputs);
+        if (observer) observer(paths.get(session) ?? "?", performance.now() - started);
         const rows = outputNames.map((name) => [name, results[name].type, results[name].dims, results[name].data]);
         for (const value of Object.values(results)) value.dispose();
         return rows;

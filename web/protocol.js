@@ -15,7 +15,7 @@ export { STORE, STORE_EVENT, WORKER, WORKER_EVENT };
 const WORKER = Object.freeze({
   /** start Python now */
   boot: "boot",
-  /** {bundle, version?, account?, relay?, webgpu?, logLevel?}: open a bundle version */
+  /** {bundle, version?, account?, relay?, webgpu?, logLevel?, telemetry?}: open a bundle version */
   open: "open",
   /** {name, args}: call an exported workflow function */
   call: "call",
@@ -33,6 +33,10 @@ const WORKER = Object.freeze({
   features: "features",
   /** the relay's and the feature sync's state */
   dataStatus: "data-status",
+  /** {level: "debug" | "info" | "warning" | "error" | null}: remote logging on at that level, or off */
+  logging: "logging",
+  /** upload the remote log lines kept now */
+  logs: "logs",
 });
 
 /** What the bundle worker tells the page without being asked (no id), and its progress (with one). */

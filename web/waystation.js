@@ -14,6 +14,8 @@
 //   app.addEventListener("statechange", (e) => rerender(e.detail.documents)); // edits from elsewhere
 //   await app.events.add("clicks", { item_id: "r12" });  // durable on the device; relayed if open({relay: true})
 //   app.addEventListener("data", (e) => console.log(e.detail.relay, e.detail.features)); // relay, feature sync
+//   app.addEventListener("alert", (e) => console.warn(e.detail)); // a declared alert crossed its threshold
+//   await app.telemetry.pending();           // with open({telemetry: true}): the reports to be sent next (docs/telemetry.md)
 //   app.close();
 //
 // Workflow functions run in Python inside a Web Worker; a failure rejects the promise with a
@@ -29,6 +31,7 @@ import { checkWebgpuMode } from "./execution.js";
 import { STORE, STORE_EVENT, WORKER, WORKER_EVENT } from "./protocol.js";
 import { answering, Offload, offlineError, trackDevice } from "./offload.js";
 import { installBundle, OpenProgress } from "./first_install.js";
+import { AppTelemetry } from "./telemetry.js";
 
 export { App, changePassword, login, logout, logoutAll, open, preload, register, registerServiceWorker, renew, WaystationError };
 
@@ -59,7 +62,7 @@ class WaystationError extends Error {
  *   documents: Record<string, string>, reason?: string}} SyncStatus
  * @typedef {{bundle: string, channel?: string, onProgress?: (p: Progress) => void, baseUrl?: string | URL, serviceWorker?: boolean,
  *   sync?: Account | null, relay?: boolean, installTimeoutMs?: number, webgpu?: "auto" | "force" | "never",
- *   logLevel?: "debug" | "info" | "warning" | "error", fallback?: "auto" | "never"}} OpenOptions
+ *   logLevel?: "debug" | "info" | "warning" | "error", fallback?: "auto" | "never", telemetry?: boolean}} OpenOptions
  * @typedef {{channel?: string, activate?: "now" | "next-load", onProgress?: (p: any) => void, device?: string,
  *   timeoutMs?: number, retries?: number, concurrency?: number}} UpdateOptions
  */
@@ -77,12 +80,15 @@ class WaystationError extends Error {
  * `fallback: "auto"` (with `sync`) lets the server answer the functions whose workflow allows it
  * while the device cannot (web/offload.js): open() then resolves as soon as either can answer,
  * and `app.ready` when the device can.
+ * `telemetry: true` opts in to sending anonymous reports of call counts, errors and times
+ * (web/telemetry.js, docs/telemetry.md); off, nothing is collected or sent.
  * @param {OpenOptions} options
  * @returns {Promise<App>}
  */
-async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true, sync = null, relay = false, installTimeoutMs = Infinity, webgpu = "auto", logLevel = undefined, fallback = "never" }) {
+async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true, sync = null, relay = false, installTimeoutMs = Infinity, webgpu = "auto", logLevel = undefined, fallback = "never", telemetry = false }) {
   if (typeof bundle !== "string" || !bundle) throw new TypeError("open(): `bundle` must be a bundle name, e.g. \"digits\"");
   checkWebgpuMode(webgpu);
+  if (typeof telemetry !== "boolean") throw new TypeError(`open(): telemetry must be true or false, got ${JSON.stringify(telemetry)}`);
   // ctx.log's level in the worker (INFO unless given), as `waystation run --log-level` sets it on CPython
   if (logLevel !== undefined && !["debug", "info", "warning", "error"].includes(logLevel)) {
     throw new TypeError(`open(): logLevel ${JSON.stringify(logLevel)} is not one of "debug", "info", "warning", "error"`);
@@ -105,6 +111,8 @@ async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl
   const connected = performance.now();
   worker ??= startWorker(baseUrl, bundle, progress.fromWorker);
   const app = new App(worker, { bundle, baseUrl, store, onProgress });
+  app.telemetry = new AppTelemetry({ enabled: telemetry, bundle, baseUrl, request: (message) => app._worker.request(message),
+    emit: (detail) => app.dispatchEvent(new CustomEvent("alert", { detail })) });
   try {
     if (sync) app._account = await app._renewed(checkAccount(sync, "open()"));
     app._offload = new Offload({ bundle, channel, baseUrl, fallback, account: () => app._account, toError: replyError,
@@ -121,13 +129,14 @@ async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl
     app.events.relayEnabled = relay;
     app._webgpu = webgpu;
     app._logLevel = logLevel;
-    app.info = await worker.request({ type: WORKER.open, bundle, version: installed?.version, account: app._syncAccount(), relay, webgpu, logLevel });
+    app.info = await worker.request({ type: WORKER.open, bundle, version: installed?.version, account: app._syncAccount(), relay, webgpu, logLevel, telemetry });
     app.info.storagePersisted = await persisted;
     // Where open()'s time went on the page's side (the worker's is in app.info.timings): the
     // service worker taking control (a first visit: its precache of the shell) and the bundle's
     // install into its store (a first visit: every chunk), before the worker could open it.
     app.info.openTimings = { serviceWorkerMs: connected - started, installMs: bundleInstalled - connected,
       workerStartedEarly: early, totalMs: performance.now() - started };
+    app.telemetry.opened(app.info);
   })();
   app._device = trackDevice(opened);
   try {
@@ -330,6 +339,8 @@ class App extends EventTarget {
     this.info = null;
     /** @type {Offload | null} where a call may go besides the device (open({fallback})) */
     this._offload = null;
+    /** Telemetry (open({telemetry})): pending(), flush(), setRemoteLogging(); "alert" events either way. */
+    this.telemetry = new AppTelemetry({ enabled: false, bundle, baseUrl, request: (message) => this._worker.request(message), emit: () => {} });
     /** @type {{state: "loading" | "ready" | "failed", ready: Promise<unknown>}} the device opening the bundle */
     this._device = { state: "ready", ready: Promise.resolve() };
     /** @type {{name: string, ranOn: "device" | "server", ms: number, workerMs: number, pythonMs: number,
@@ -463,10 +474,19 @@ class App extends EventTarget {
   async call(name, args = {}) {
     const started = performance.now();
     const onDevice = () => this._worker.request({ type: WORKER.call, name, args });
-    const { reply, ranOn } = this._offload
-      ? await this._offload.route(name, args, { ...this._device, info: this.info }, onDevice)
-      : { reply: await onDevice(), ranOn: /** @type {"device"} */ ("device") };
+    let routed;
+    try {
+      routed = this._offload
+        ? await this._offload.route(name, args, { ...this._device, info: this.info }, onDevice)
+        : { reply: await onDevice(), ranOn: /** @type {"device"} */ ("device") };
+    } catch (err) {
+      const code = err instanceof WaystationError ? err.name : "internal-error";
+      this.telemetry.call({ name, ms: performance.now() - started, error: code, ranOn: "device" }, this.version);
+      throw err;
+    }
+    const { reply, ranOn } = routed;
     this.lastCall = { name, ranOn, ms: performance.now() - started, workerMs: reply.workerMs, pythonMs: reply.ms, metrics: reply.metrics };
+    this.telemetry.call({ name, ms: this.lastCall.ms, error: null, metrics: reply.metrics, ranOn, runs: reply.runs }, this.version);
     return reply.result;
   }
 
@@ -493,7 +513,7 @@ class App extends EventTarget {
     const candidate = new WorkerPort(this._baseUrl, `${bundle} ${staged.to} (smoke check)`, (p) => onProgress({ ...p, stage: "smoke-check" }));
     let info;
     try {
-      info = await candidate.request({ type: WORKER.open, bundle, version: staged.to, account: this._syncAccount(), webgpu: this._webgpu, logLevel: this._logLevel });
+      info = await candidate.request({ type: WORKER.open, bundle, version: staged.to, account: this._syncAccount(), webgpu: this._webgpu, logLevel: this._logLevel, telemetry: this.telemetry.enabled });
       info.smokeCheck = await candidate.request({ type: WORKER.smoke });
     } catch (err) {
       const e = /** @type {WaystationError} */ (err);
@@ -530,7 +550,8 @@ class App extends EventTarget {
    */
   async rollback() {
     const moved = /** @type {any} */ (await this._requireStore("rollback()").request(STORE.rollback, { bundle: this._bundle }));
-    this.info = { ...this.info, ...(await this._worker.request({ type: WORKER.open, bundle: this._bundle, version: moved.to, webgpu: this._webgpu })) };
+    this.info = { ...this.info, ...(await this._worker.request({ type: WORKER.open, bundle: this._bundle, version: moved.to, webgpu: this._webgpu, telemetry: this.telemetry.enabled })) };
+    this.telemetry.opened(this.info);
     return moved;
   }
 
@@ -544,6 +565,7 @@ class App extends EventTarget {
   close() {
     removeEventListener("online", this._onNetwork);
     removeEventListener("offline", this._onNetwork);
+    this.telemetry.close();
     this._worker.close(new WaystationError("closed", "the app was closed"));
   }
 
@@ -554,6 +576,7 @@ class App extends EventTarget {
     this._worker = worker;
     this._listen(worker);
     this.info = { ...this.info, ...info };
+    this.telemetry.opened(this.info);
     old.close(new WaystationError("closed", `the app moved to ${info.version}`));
     worker.request({ type: WORKER.relay, enabled: this.events.relayEnabled }).catch(() => {});
     // What the new worker told while it was a candidate was not relayed: ask it now.

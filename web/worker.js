@@ -14,6 +14,12 @@
 // (sync the feature tables now); {id, type: "data-status"}. `open` takes `relay` too. Event:
 // {type: "data", status} when relay or feature sync changes.
 //
+// Telemetry (web/telemetry.js aggregates on the page): `open` takes `telemetry`; with it each
+// model run is timed (web/ort_host.js) and a call's reply carries `runs`, [[model, ms], ...] since
+// the last reply. Remote logs (docs/telemetry.md): {id, type: "logging", level | null} keeps
+// ctx.log lines at or above `level` from then on and uploads them to POST /api/logs, at most every
+// LOG_UPLOAD_MS and at once on {id, type: "logs"}; nothing is kept or sent while it is null.
+//
 // Bundle files are fetched by URL: under the service worker they come from its IndexedDB store
 // (service_worker/sw/bundle-route.js), without it from the site's own build. Either way the
 // manifest's signature and each file are checked before Python sees any of it.
@@ -34,6 +40,7 @@ import { DeviceData } from "./device_data.js";
 import { DataSync } from "./data_sync.js";
 import { trustedManifest } from "./bundle_trust.js";
 import { WORKER, WORKER_EVENT } from "./protocol.js";
+import { RemoteLog } from "./remote_log.js";
 
 const base = new URL("./", import.meta.url);
 /** The settings of every onnxruntime-web build this worker runs. @param {any} build */
@@ -99,6 +106,12 @@ const timings = {};
 let tensorParams = {};
 /** @type {Record<string, string[]>} per function, its parameter names in order (for positional arguments) */
 let functionParams = {};
+/** @type {[string, number][] | null} model runs since the last call's reply, [model, ms]; null: telemetry is off */
+let modelRuns = null;
+/** @type {Map<string, string>} each model file's FS path -> its name in the manifest, for `modelRuns` */
+const modelNames = new Map();
+/** ctx.log lines for remote logging, kept only while it is on */
+const remoteLog = new RemoteLog(new URL("api/logs", base));
 
 /** Boot Pyodide once: the runtime (from the snapshot when there is one), then the waystation wheel. */
 async function bootPython(/** @type {(p: object) => void} */ progress) {
@@ -114,6 +127,7 @@ async function bootPython(/** @type {(p: object) => void} */ progress) {
   // An account's first sign-in moves the device's events into it (Python, once the wheel is unpacked).
   data = new DeviceData(pyodide.FS, () => pyodide.pyimport("waystation.device.data.adopt"));
   pyodide.registerJsModule("_waystation_data", data.host);
+  pyodide.registerJsModule("_waystation_log", remoteLog.host);
   timings.runtimeMs = performance.now() - started;
   progress({ stage: "packages", message: "installing waystation" });
   // The waystation wheel is pure and has no dependencies in Pyodide: unpacking it directly
@@ -184,6 +198,7 @@ async function fetchBundle(name, version, progress, webgpu) {
   const path = `/bundles/${name}/${version}`;
   /** @type {Map<string, string[] | undefined>} each model file, and the execution providers it offers */
   const models = new Map(Object.values(manifest.models ?? {}).map((/** @type {any} */ m) => [m.file, m.execution]));
+  for (const [model, entry] of Object.entries(manifest.models ?? {})) modelNames.set(`${path}/${/** @type {any} */ (entry).file}`, model);
   const chosen = await chooseOrt(manifest, webgpu);
   const execution = { chosen, onWebgpu: /** @type {string[]} */ ([]), fellBack: /** @type {string[]} */ ([]) };
   /** @type {[string, Uint8Array][]} */
@@ -208,7 +223,7 @@ async function fetchBundle(name, version, progress, webgpu) {
     loaded += file.size;
     progress({ stage: "bundle", file: file.path, loaded, total });
   }));
-  return { path, version, manifestText, files, execution };
+  return { path, version, manifestText, files, execution, telemetry: /** @type {any} */ (manifest).telemetry ?? null };
 }
 
 /**
@@ -291,6 +306,7 @@ async function openBundle(/** @type {number} */ id, /** @type {string} */ name, 
   progress({ stage: "models", message: "loading models" });
   const opening = performance.now();
   if (logLevel !== undefined) python.pyodide.pyimport("waystation.device.log").set_log_level(logLevel);
+  remoteLog.bundle = { bundle: name, version: bundle.version };
   const info = JSON.parse(await python.bridge.open_bundle(path));
   if (info.ok === false) throw fromPython(info.error); // e.g. workflow-import-failed, in one line
   timings.modelsMs = performance.now() - opening;
@@ -308,6 +324,7 @@ async function openBundle(/** @type {number} */ id, /** @type {string} */ name, 
     crossOriginIsolated: self.crossOriginIsolated,
     ortThreads: ort.env.wasm.numThreads,
     ...executionInfo(afterFallbacks(bundle.execution.chosen, bundle.execution.onWebgpu, bundle.execution.fellBack)),
+    telemetry: bundle.telemetry, // the bundle's declared signals and alerts (web/telemetry.js)
   };
 }
 
@@ -458,6 +475,10 @@ self.onmessage = async (/** @type {MessageEvent} */ event) => {
       await pythonReady;
       self.postMessage({ id, ok: true, value: { ...timings } });
     } else if (type === WORKER.open) {
+      if (event.data.telemetry && !modelRuns) {
+        modelRuns = [];
+        ortHost.observe((path, ms) => modelRuns?.push([modelNames.get(path) ?? "?", ms]));
+      }
       self.postMessage({ id, ok: true, value: await openBundle(id, event.data.bundle, event.data.version, event.data.account, event.data.relay, event.data.webgpu, event.data.logLevel) });
     } else if (type === WORKER.sync) {
       if (event.data.account) await state.connect(event.data.account);
@@ -478,6 +499,11 @@ self.onmessage = async (/** @type {MessageEvent} */ event) => {
     } else if (type === WORKER.features) {
       await dataSync.syncFeatures();
       self.postMessage({ id, ok: true, value: dataSync.status() });
+    } else if (type === WORKER.logging) {
+      remoteLog.setLevel(event.data.level ?? null);
+      self.postMessage({ id, ok: true, value: remoteLog.status() });
+    } else if (type === WORKER.logs) {
+      self.postMessage({ id, ok: true, value: await remoteLog.upload() });
     } else if (type === WORKER.dataStatus) {
       self.postMessage({ id, ok: true, value: dataSync.status() });
     } else if (type === WORKER.smoke) {
@@ -503,6 +529,10 @@ self.onmessage = async (/** @type {MessageEvent} */ event) => {
         answer.destroy();
       }
       reply.workerMs = performance.now() - started;
+      if (modelRuns?.length) {
+        reply.runs = modelRuns;
+        modelRuns = [];
+      }
       if (!reply.ok) self.postMessage({ id, ok: false, error: reply.error });
       else self.postMessage({ id, ok: true, value: reply, tensors }, tensors.map((t) => t.buffer));
     } else {
