@@ -228,3 +228,15 @@ def test_rollout_shares_follow_resolve():
         {"version": None, "percent": None, "share": 48.0},
     ]
     assert rollout_shares([], set()) == [{"version": None, "percent": None, "share": 100.0}]
+
+
+def test_a_halted_release_is_listed_with_its_reason_and_serves_no_one(server, token, bundle):
+    registry = Registry(server.data)
+    registry.release(bundle, "1.0.1", "stable", 100, halt_if="errors>1%")
+    registry.halt(bundle, "stable", "1.0.1", "halted: error rate 50.0% > 1% over 12 devices")
+    overview = admin(server, "GET", f"/bundles/{bundle}", token).json()
+    (halted,) = overview["halted"]
+    assert (halted["version"], halted["channel"], halted["halt_if"]) == ("1.0.1", "stable", "errors>1%")
+    assert halted["halt_reason"] == "halted: error rate 50.0% > 1% over 12 devices"
+    assert overview["channels"][0]["shares"] == [{"version": "1.0.0", "percent": 100, "share": 100.0}]
+    assert served_version(server, bundle, "dev2") == "1.0.0"
