@@ -5,7 +5,8 @@
 A real `waystation serve` on 127.0.0.1 (tests/server_process.py) over a fresh data folder with one
 published bundle (3 exported functions, 2 models, 1 signal); senders post realistic reports
 (a minute of a device's use: 5-60 calls per function, log-normal latencies, a few errors, model
-runs, start-up phases on some, the signal's counts) concurrently over keep-alive connections,
+runs, start-up phases on some, the signal's counts) concurrently, each a process of its own with
+a keep-alive connection (http.client: light, so that the server, not the senders, is measured),
 each report a new id. The reports are built and serialised before the clock starts.
 
 Prints one JSON object: reports/s (wall clock, senders included: they share the machine's cores
@@ -17,8 +18,9 @@ core, a POST's p50/p99 as the senders saw it, and TelemetryStore.ingest alone in
 from __future__ import annotations
 
 import argparse
-import asyncio
+import http.client
 import json
+import multiprocessing
 import os
 import random
 import sys
@@ -30,7 +32,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "unit")]
 
-import httpx  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
 from waystation.server.registry import Registry  # noqa: E402
@@ -65,24 +66,41 @@ def server_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-async def send_all(url: str, bodies: list[bytes], senders: int) -> list[float]:
-    queue = list(reversed(bodies))
-    latencies: list[float] = []
-    headers = {"Content-Type": "application/json"}
+def sender(port: int, bodies: list[bytes], ready: Any, go: Any, out: Any) -> None:
+    """One device-like sender in a process of its own: a keep-alive connection, a POST after the other."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    connection.connect()
+    ready.wait()
+    go.wait()
+    latencies = []
+    for body in bodies:
+        start = time.perf_counter()
+        connection.request("POST", "/api/telemetry", body, {"Content-Type": "application/json"})
+        answer = connection.getresponse()
+        text = answer.read()
+        latencies.append(time.perf_counter() - start)
+        if answer.status != 202:
+            raise RuntimeError(f"the server answered {answer.status}: {text[:200]!r}")
+    out.put(latencies)
 
-    async def sender(client: httpx.AsyncClient) -> None:
-        while queue:
-            body = queue.pop()
-            start = time.perf_counter()
-            answer = await client.post(f"{url}/api/telemetry", content=body, headers=headers)
-            latencies.append(time.perf_counter() - start)
-            if answer.status_code != 202:
-                raise RuntimeError(f"the server answered {answer.status_code}: {answer.text}")
 
-    limits = httpx.Limits(max_connections=senders, max_keepalive_connections=senders)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
-        await asyncio.gather(*(sender(client) for _ in range(senders)))
-    return latencies
+def send_all(port: int, bodies: list[bytes], senders: int) -> tuple[float, list[float]]:
+    """Post every body from `senders` processes at once: (wall seconds, every POST's latency)."""
+    ctx = multiprocessing.get_context("fork")
+    ready, go, out = ctx.Barrier(senders + 1), ctx.Event(), ctx.Queue()
+    processes = [ctx.Process(target=sender, args=(port, bodies[i::senders], ready, go, out)) for i in range(senders)]
+    for process in processes:
+        process.start()
+    ready.wait()  # every sender connected
+    start = time.perf_counter()
+    go.set()
+    latencies = [x for _ in processes for x in out.get(timeout=600)]
+    wall = time.perf_counter() - start
+    for process in processes:
+        process.join()
+        if process.exitcode != 0:
+            raise RuntimeError(f"a sender failed (exit {process.exitcode})")
+    return wall, latencies
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -114,10 +132,10 @@ def main() -> None:
         bodies = [json.dumps(realistic(rng, rng.choice(devices))).encode() for _ in range(args.reports)]
         server = Server(site, data, WAYSTATION_TELEMETRY_REPORTS_PER_MINUTE="0").start()
         try:
-            asyncio.run(send_all(server.url, warmup, args.senders))
-            cpu_before, start = server_cpu_seconds(server.pid), time.perf_counter()
-            latencies = asyncio.run(send_all(server.url, bodies, args.senders))
-            wall, cpu = time.perf_counter() - start, server_cpu_seconds(server.pid) - cpu_before
+            send_all(server.port, warmup, args.senders)
+            cpu_before = server_cpu_seconds(server.pid)
+            wall, latencies = send_all(server.port, bodies, args.senders)
+            cpu = server_cpu_seconds(server.pid) - cpu_before
         finally:
             server.stop()
         stored = TelemetryStore(data).version_stats(BUNDLE, VERSION)

@@ -53,8 +53,10 @@ def free_port() -> int:
 class Server:
     """`waystation serve` in a child process, configured by `env` (WAYSTATION_* settings)."""
 
-    # Tests register from 127.0.0.1 many times a minute: the address budget is tested on its own.
-    DEFAULT_ENV: ClassVar[dict[str, str]] = {"WAYSTATION_LOGIN_PER_MINUTE_PER_ADDRESS": "100000"}
+    # Tests register, and pages send telemetry, from 127.0.0.1 many times a minute: the address
+    # budgets are tested on their own.
+    DEFAULT_ENV: ClassVar[dict[str, str]] = {"WAYSTATION_LOGIN_PER_MINUTE_PER_ADDRESS": "100000",
+                                             "WAYSTATION_TELEMETRY_REPORTS_PER_MINUTE": "100000"}
 
     def __init__(self, site: Path, data: Path, open_files: tuple[int, int] | None = None, **env: str) -> None:
         self.port = free_port()

@@ -39,7 +39,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(site: Path, data: Path) -> Iterator[Server]:
-    srv = Server(site, data, WAYSTATION_TELEMETRY_REPORTS_PER_MINUTE="0").start()
+    srv = Server(site, data).start()
     yield srv
     srv.stop()
 
