@@ -119,6 +119,12 @@ def test_it_shows_versions_percentiles_and_rollout(context: BrowserContext, serv
     assert segments == [["1.0.1", "30"], ["1.0.0", "70"]]
     assert "30% of stable" in page.text_content(f"{section} tr[data-version='1.0.1']")
 
+    # A halt (as the halt rules make one) shows at the next refresh, with its reason.
+    Registry(server.data).halt(fleet, "stable", "1.0.1", "halted: error rate 9.1% > 1% over 6 devices")
+    page.wait_for_selector(f"{section} tr[data-version='1.0.1'] .badge.halted", timeout=REFRESH_TIMEOUT_MS)
+    assert "halted: error rate 9.1% > 1% over 6 devices" in page.text_content(f"{section} .events li.halted")
+    page.wait_for_selector(f"{section} [data-channel='stable'] .seg[data-version='1.0.0'][data-share='100']")
+
 
 def test_its_charts_are_drawn(context: BrowserContext, server, token: str, fleet: str, tmp_path: Path) -> None:
     page = open_dashboard(context, server, token)
