@@ -1,12 +1,17 @@
 """The telemetry histograms: quantiles within 2% of numpy's over the samples, merging, PSI."""
 
+import json
 import math
 import random
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from waystation.server.histogram import GAMMA, empty, from_samples, index, merge, psi, quantile, value
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def close(got, want, rel=0.02):
@@ -69,3 +74,32 @@ def test_psi_formula():
     assert psi([0, 0], [1, 1]) is None
     with pytest.raises(ValueError, match="bins"):
         psi([1, 2], [1, 2, 3])
+
+
+PARITY_JS = """
+import { addLatency, emptyLatency, latencyJson, mergeLatency, psi, quantile } from "./web/histogram.js";
+const samples = JSON.parse(process.argv[1]);
+const hists = samples.map((part) => { const h = emptyLatency(); for (const v of part) addLatency(h, v); return h; });
+const merged = emptyLatency();
+for (const h of hists) mergeLatency(merged, h);
+console.log(JSON.stringify({ hists: hists.map(latencyJson), merged: latencyJson(merged),
+  q: [0.5, 0.95, 0.99].map((q) => quantile(merged, q)), psi: psi([50, 30, 20, 0], [25, 25, 25, 25]) }));
+"""
+
+
+def test_the_device_computes_the_same_histograms_as_the_server():
+    """web/histogram.js (what the page sends) against this module, on the same samples."""
+    rng = random.Random(9)
+    parts = [[round(rng.lognormvariate(2, 1.2), 3) for _ in range(rng.randint(1, 200))] for _ in range(12)]
+    out = subprocess.run(["node", "--input-type=module", "-e", PARITY_JS, json.dumps(parts)], cwd=ROOT,
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    js = json.loads(out)
+    merged = empty()
+    for part, sent in zip(parts, js["hists"]):
+        mine = from_samples(part)
+        assert sent["n"] == mine["n"] and sent["b"] == mine["b"]
+        assert sent["min"] == mine["min"] and sent["max"] == mine["max"]
+        merged = merge(merged, sent)
+    assert merged["b"] == js["merged"]["b"]
+    assert [quantile(merged, q) for q in (0.5, 0.95, 0.99)] == pytest.approx(js["q"], rel=1e-12)
+    assert psi([50, 30, 20, 0], [25, 25, 25, 25]) == js["psi"]
