@@ -137,3 +137,36 @@ def test_log_store_dedupes_lists_newest_first_and_keeps_a_bounded_number(tmp_pat
     assert [r["message"] for r in logs.recent("digits")] == ["line 2.2", "line 2.1", "line 2.0", "line 1.2", "line 1.1"]
     assert len(logs.recent("digits", limit=2)) == 2
     assert len(logs.recent("other")) == 3
+
+
+def test_compact_folds_old_minutes_into_hours_and_answers_the_same(store):
+    rng = random.Random(4)
+    now = T0 + 30 * 60_000
+    devices = [installation() for _ in range(8)]
+    for _ in range(300):
+        at = now - rng.randint(0, 4 * 24 * 60) * 60_000  # any minute of the last four days
+        store.ingest(report("digits", rng.choice(["1.0.0", "1.0.1"]), device=rng.choice(devices),
+                            functions={"f": ([rng.lognormvariate(2, 0.5) for _ in range(5)], {"e": rng.randint(0, 1)})},
+                            signals={"s": [rng.randint(0, 3), rng.randint(0, 3)]}), received_ms=at)
+    before = (store.summary("digits"), store.timeline("digits", hours=200, now_ms=now),
+              store.version_stats("digits", "1.0.0", since_ms=T0 - 3 * 24 * HOUR))
+
+    def rows():
+        with sqlite3.connect(store.path) as db:
+            return sum(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("installs", "timings", "buckets"))
+
+    many = rows()
+    done = store.compact(now_ms=now)
+    assert done["folded"] > 0 and done["forgotten"] == 0
+    assert rows() < many
+    # Whole-hour answers are unchanged (a since within a folded hour counts from the next one).
+    assert store.summary("digits") == before[0]
+    assert store.timeline("digits", hours=200, now_ms=now) == before[1]
+    assert store.version_stats("digits", "1.0.0", since_ms=T0 - 3 * 24 * HOUR) == before[2]
+    assert store.version_stats("digits", "1.0.0", since_ms=T0 - 3 * 24 * HOUR + 60_000) == \
+        store.version_stats("digits", "1.0.0", since_ms=T0 - 3 * 24 * HOUR + HOUR)
+    assert store.compact(now_ms=now)["folded"] == 0  # nothing left to fold
+    # Past keep_days everything goes, report ids included: the same report then counts again.
+    gone = store.compact(now_ms=now + 10 * 24 * HOUR, keep_days=1)
+    assert gone["forgotten"] > 0
+    assert store.summary("digits") == {"versions": {}}

@@ -17,7 +17,9 @@ an ingest.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,8 +43,10 @@ from .telemetry_store import LogStore, TelemetryStore
 __all__ = ["telemetry_routes"]
 
 T = TypeVar("T")
+_log = logging.getLogger("waystation.server.telemetry")
 _CACHED_MANIFESTS = 256
 _NO_STORE = {"Cache-Control": "no-store"}
+_COMPACT_EVERY = 3600.0  # seconds between foldings of old minutes into hours (telemetry_store.compact)
 
 
 class _Intake:
@@ -108,6 +112,8 @@ def telemetry_routes(data: Path, config: ServerConfig, registry: Registry | None
         except Refused as exc:
             return _error(exc.status, str(exc))
 
+    compacted_at: list[float] = []  # when the store was last compacted (monotonic), once it has been
+
     async def telemetry(request: Request) -> Response:
         result = await receive(request, intake.report)
         if isinstance(result, Response):
@@ -116,6 +122,10 @@ def telemetry_routes(data: Path, config: ServerConfig, registry: Registry | None
         if not stored:
             return JSONResponse({"duplicate": True}, headers=_NO_STORE)
         guard.reported(versions)
+        if not compacted_at or time.monotonic() - compacted_at[0] >= _COMPACT_EVERY:
+            compacted_at[:] = [time.monotonic()]
+            # On the writer thread, after this report: no ingest waits on SQLite's lock for it.
+            writer.submit(_compact, store, config.telemetry_keep_days)
         return JSONResponse({"accepted": True}, status_code=202, headers=_NO_STORE)
 
     async def logs(request: Request) -> Response:
@@ -127,6 +137,15 @@ def telemetry_routes(data: Path, config: ServerConfig, registry: Registry | None
         return JSONResponse({"accepted": True}, status_code=202, headers=_NO_STORE)
 
     return [Route("/api/telemetry", telemetry, methods=["POST"]), Route("/api/logs", logs, methods=["POST"])]
+
+
+def _compact(store: TelemetryStore, keep_days: float) -> None:
+    try:
+        done = store.compact(keep_days=keep_days)
+    except Exception:
+        _log.exception("compacting the telemetry store failed")
+        return
+    _log.info("telemetry compacted: %d rows folded into hours, %d forgotten", done["folded"], done["forgotten"])
 
 
 def _parse(body: bytes) -> dict[str, Any]:

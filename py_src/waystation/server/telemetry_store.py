@@ -50,6 +50,18 @@ _MINUTE = 60_000  # ms
 _KEEP_LOG_LINES = 100_000  # per bundle: older lines are dropped as new ones come
 _CACHED_MANIFESTS = 256
 _CACHED_SERIES = 100_000
+_HOUR = 60  # minutes, in slots
+# Minutes older than this are folded into their hour: the timeline reads hours, and a halt check
+# reads the days since its release; only a fresh rollout needs the minute.
+_FOLD_AFTER_MS = 2 * 24 * 3_600_000
+# How each table's rows add up when folded: its key columns after (series, slot), and its sums.
+_FOLDS = (
+    ("installs", ("installation",), ()),
+    ("timings", (), ("calls", "errors", "on_device", "on_server", "n", "total", "low", "high")),
+    ("buckets", ("idx",), ("count",)),
+    ("errors", ("code",), ("count",)),
+    ("signals", ("bin",), ("count",)),
+)
 
 # A series is what one row of numbers is about: (bundle, version, kind, name), with kind
 # "function", "model", "startup" (name: open, python, models), "signal", or "version" (name "":
@@ -216,11 +228,30 @@ class TelemetryStore:
                             p99=whole.q(0.99), functions=functions,
                             signals=self._signals(bundle, version, signal_counts))
 
+    def compact(self, now_ms: int | None = None, keep_days: float = 90) -> dict[str, int]:
+        """Fold minutes older than two days into their hour; forget rows and report ids older than `keep_days`.
+
+        Every query's answer over whole hours stays the same; a `since_ms` within a folded hour counts from
+        the next hour. {"folded": rows, "forgotten": rows}."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        fold_before = (now - _FOLD_AFTER_MS) // _MINUTE // _HOUR * _HOUR
+        keep_from = int(now - keep_days * 24 * 3_600_000)
+        folded = forgotten = 0
+        with self._db.transaction() as db:
+            forgotten += db.execute("DELETE FROM reports WHERE received < ?", (keep_from,)).rowcount
+            for table, keys, sums in _FOLDS:
+                forgotten += db.execute(f"DELETE FROM {table} WHERE slot < ?", (keep_from // _MINUTE,)).rowcount
+                db.execute(_fold_sql(table, keys, sums), (fold_before,))
+                folded += db.execute(f"DELETE FROM {table} WHERE slot < ? AND slot % {_HOUR} != 0",
+                                     (fold_before,)).rowcount
+        return {"folded": folded, "forgotten": forgotten}
+
     def summary(self, bundle: str) -> dict[str, Any]:
         """{"versions": {version: its VersionStats.to_dict()}} for every version of `bundle` that reported."""
         with self._db.transaction() as db:
-            versions = [row[0] for row in db.execute("SELECT version FROM series WHERE bundle = ? AND kind = 'version'",
-                                                     (bundle,))]
+            versions = [row[0] for row in db.execute(
+                "SELECT version FROM series s WHERE bundle = ? AND kind = 'version' "
+                "AND EXISTS (SELECT 1 FROM installs WHERE series = s.id)", (bundle,))]
         return {"versions": {v: self.version_stats(bundle, v).to_dict() for v in sorted(versions, key=_release_key)}}
 
     def timeline(self, bundle: str, hours: int = 48, now_ms: int | None = None) -> list[dict[str, Any]]:
@@ -275,6 +306,28 @@ class TelemetryStore:
                 self._references.clear()
             self._references[(bundle, version)] = {k: s.reference for k, s in signals.items()}
         return self._references[(bundle, version)]
+
+
+def _fold_sql(table: str, keys: tuple[str, ...], sums: tuple[str, ...]) -> str:
+    """Add a table's minute rows before a slot into the rows of their hours' first minutes."""
+    key = ", ".join(("series", "slot", *keys))
+    picked = ", ".join(("series", f"slot - slot % {_HOUR}", *keys, *(_fold_of(c) for c in sums)))
+    conflict = "NOTHING" if not sums else "UPDATE SET " + ", ".join(_merge_of(c) for c in sums)
+    return (f"INSERT INTO {table} ({key}{''.join(', ' + c for c in sums)}) SELECT {picked} FROM {table} "
+            f"WHERE slot < ? AND slot % {_HOUR} != 0 GROUP BY series, slot - slot % {_HOUR}{''.join(', ' + k for k in keys)} "
+            f"ON CONFLICT ({key}) DO {conflict}")
+
+
+def _fold_of(column: str) -> str:
+    return {"low": "MIN(low)", "high": "MAX(high)"}.get(column, f"SUM({column})")
+
+
+def _merge_of(column: str) -> str:
+    if column == "low":
+        return "low = min(coalesce(low, excluded.low), coalesce(excluded.low, low))"
+    if column == "high":
+        return "high = max(coalesce(high, excluded.high), coalesce(excluded.high, high))"
+    return f"{column} = {column} + excluded.{column}"
 
 
 class _Latency:
