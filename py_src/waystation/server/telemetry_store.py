@@ -130,6 +130,13 @@ class _Connections:
         with db:
             yield db
 
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection in a read transaction: every query sees the same reports."""
+        with self.transaction() as db:
+            db.execute("BEGIN")
+            yield db
+
 
 class _Rows:
     """A report as the rows it adds, each keyed by its series (resolved to ids in the transaction)."""
@@ -206,7 +213,7 @@ class TelemetryStore:
     def version_stats(self, bundle: str, version: str, since_ms: int | None = None) -> VersionStats:
         """What the reports about `version` received since `since_ms` (from its minute on) add up to."""
         slot = -(1 << 62) if since_ms is None else since_ms // _MINUTE
-        with self._db.transaction() as db:
+        with self._db.snapshot() as db:
             devices = db.execute(f"SELECT COUNT(DISTINCT installation) FROM installs t {_OF}",
                                  (bundle, version, "version", slot)).fetchone()[0]
             of_functions = (bundle, version, "function", slot)
@@ -261,7 +268,7 @@ class TelemetryStore:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         first_hour = now // (60 * _MINUTE) - hours + 1
         slot = first_hour * 60
-        with self._db.transaction() as db:
+        with self._db.snapshot() as db:
             devices = db.execute(f"SELECT slot / 60, s.version, COUNT(DISTINCT installation) FROM installs t {_OF_BUNDLE} "
                                  "GROUP BY 1, 2", (bundle, "version", slot)).fetchall()
             sums = db.execute(f"SELECT slot / 60, s.version, SUM(calls), SUM(errors), SUM(n), MIN(low), MAX(high) "
@@ -405,7 +412,7 @@ class LogStore:
 
     def recent(self, bundle: str, limit: int = 200) -> list[dict[str, Any]]:
         """The newest `limit` lines of `bundle`, newest first: {received, version, t, level, logger, message}."""
-        with self._db.transaction() as db:
+        with self._db.snapshot() as db:
             rows = db.execute("SELECT received, version, t, level, logger, message FROM lines WHERE bundle = ? "
                               "ORDER BY seq DESC LIMIT ?", (bundle, limit)).fetchall()
         fields = ("received", "version", "t", "level", "logger", "message")
