@@ -62,6 +62,17 @@ def guess(ctx, x: float) -> dict:
     return {"value": x, "confidence": x}
 '''
 
+# Needs numpy, which the device (Pyodide here) lacks and the server (CPython) has.
+NEEDY = b'''
+import numpy
+
+from waystation.device import export
+
+@export(offload="allowed")
+def total(ctx, values: list[float]) -> float:
+    return float(numpy.sum(values))
+'''
+
 UNSURE = """async ({ account }) => {
   const { open } = await import("/waystation.js");
   const app = await open({ bundle: "unsure", channel: "hybrid", sync: account, fallback: "auto" });
@@ -89,9 +100,10 @@ def hybrid_server(site_dir: Path, tmp_path_factory: pytest.TempPathFactory, star
     tmp = tmp_path_factory.mktemp("offload")
     renamed = offloadable(site_dir / "bundles" / "digits" / "1.0.0", tmp / "offload", never=["classify"], version="1.0.1")
     unsure = make_bundle(tmp / "made", dev_key(), "unsure", "1.0.0", body=CONFIDENCE)
+    needy = make_bundle(tmp / "made", dev_key(), "needy", "1.0.0", body=NEEDY)
     server = start_server()
-    Registry(server.data).publish(renamed, "hybrid")
-    Registry(server.data).publish(unsure, "hybrid")
+    for bundle in (renamed, unsure, needy):
+        Registry(server.data).publish(bundle, "hybrid")
     yield server
     server.stop()
 
@@ -220,3 +232,28 @@ def test_offline_a_bundle_never_installed_is_refused_as_offline(context: Browser
     assert seen["details"]["device"] == "network", seen  # the device's own reason rides along
     assert "gave up installing after 3 s without the network" in seen["message"], seen
     assert "the server cannot be reached to answer instead" in seen["message"], seen
+
+
+def test_offline_a_bundle_the_device_cannot_open_is_refused_as_offline(context: BrowserContext, hybrid_server) -> None:
+    page, _ = first_visit(context, hybrid_server)
+    page.set_default_timeout(BOOT_TIMEOUT_MS)
+    page.evaluate("""async (account) => {
+      const { open } = await import("/waystation.js");
+      window.app = await open({ bundle: "needy", channel: "hybrid", sync: account, fallback: "auto" });
+      window.deviceError = await window.app.ready.then(() => null, (e) => e.name);
+    }""", account(hybrid_server))
+    online = page.evaluate("async () => ({ total: await app.call('total', { values: [1, 2, 3.5] }), ranOn: app.lastCall.ranOn })")
+    # The device cannot import the workflow (no numpy in Pyodide): the server answers for it.
+    assert page.evaluate("window.deviceError") == "workflow-import-failed"
+    assert online == {"total": 6.5, "ranOn": "server"}, online
+    context.set_offline(True)
+    seen = page.evaluate("""async () => {
+      try {
+        return { answered: await app.call("total", { values: [1] }) };
+      } catch (e) {
+        return { name: e.name, message: e.message, details: e.details };
+      }
+    }""")
+    assert seen["name"] == "offline" and seen["details"]["device"] == "workflow-import-failed", seen
+    assert seen["message"].startswith('total(): this device is offline: bundle "needy" cannot be installed or opened'), seen
+    assert "numpy" in seen["message"] and seen["message"].endswith("and the server cannot be reached to answer instead"), seen
