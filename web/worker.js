@@ -509,6 +509,7 @@ self.onmessage = async (/** @type {MessageEvent} */ event) => {
     } else if (type === WORKER.smoke) {
       if (!bridge) throw Object.assign(new Error("no bundle is open"), { name: "not-open" });
       const reply = JSON.parse(await bridge.smoke_check());
+      if (modelRuns) modelRuns = []; // the smoke check's runs are not the app's: telemetry counts calls' runs only
       if (!reply.ok) self.postMessage({ id, ok: false, error: reply.error });
       else self.postMessage({ id, ok: true, value: reply.result });
     } else if (type === WORKER.call) {
