@@ -9,7 +9,7 @@
 // Page -> service worker: {type: STORE.*, ...} with a MessagePort of its own; progress comes back
 // on it as {type: STORE_EVENT.progress, progress}, then one reply {ok, value | error}.
 
-export { STORE, STORE_EVENT, WORKER, WORKER_EVENT };
+export { STORE, STORE_BROADCAST, STORE_EVENT, WORKER, WORKER_EVENT };
 
 /** What the page asks its bundle worker (see web/worker.js for each one's fields). */
 const WORKER = Object.freeze({
@@ -59,7 +59,15 @@ const STORE = Object.freeze({
   discard: "discard",
   rollback: "rollback",
   versions: "versions",
+  /** {bundle, channel?, updates?, saveData?}: check in with the server now (service_worker/sw/checkin.js) */
+  checkin: "checkin",
 });
 
 /** What the service worker sends on a request's port before its reply. */
 const STORE_EVENT = Object.freeze({ progress: "progress" });
+
+/** What the service worker posts to every page of its scope, unasked. */
+const STORE_BROADCAST = Object.freeze({
+  /** {bundle, status, active, moved, update}: a check-in's answer (status: the server's) and what the store did */
+  checkin: "waystation-checkin",
+});

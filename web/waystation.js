@@ -14,6 +14,9 @@
 //   app.addEventListener("statechange", (e) => rerender(e.detail.documents)); // edits from elsewhere
 //   await app.events.add("clicks", { item_id: "r12" });  // durable on the device; relayed if open({relay: true})
 //   app.addEventListener("data", (e) => console.log(e.detail.relay, e.detail.features)); // relay, feature sync
+//   // open({updates: "now" | "next-load" | "ask" | "off"}): background updates (web/fleet_updates.js, docs/fleet.md)
+//   app.addEventListener("updatestaged", (e) => console.log(e.detail.to));   // "updateavailable" with "ask"
+//   app.addEventListener("revoked", (e) => console.warn(e.detail.message));  // the publisher revoked the running version
 //   app.addEventListener("alert", (e) => console.warn(e.detail)); // a declared alert crossed its threshold
 //   await app.telemetry.pending();           // with open({telemetry: true}): the reports to be sent next (docs/telemetry.md)
 //   app.close();
@@ -31,6 +34,7 @@ import { checkWebgpuMode } from "./execution.js";
 import { STORE, STORE_EVENT, WORKER, WORKER_EVENT } from "./protocol.js";
 import { answering, Offload, offlineError, trackDevice } from "./offload.js";
 import { installBundle, OpenProgress } from "./first_install.js";
+import { FleetUpdates, UPDATE_POLICIES } from "./fleet_updates.js";
 import { AppTelemetry } from "./telemetry.js";
 
 export { App, changePassword, login, logout, logoutAll, open, preload, register, registerServiceWorker, renew, WaystationError };
@@ -62,7 +66,8 @@ class WaystationError extends Error {
  *   documents: Record<string, string>, reason?: string}} SyncStatus
  * @typedef {{bundle: string, channel?: string, onProgress?: (p: Progress) => void, baseUrl?: string | URL, serviceWorker?: boolean,
  *   sync?: Account | null, relay?: boolean, installTimeoutMs?: number, webgpu?: "auto" | "force" | "never",
- *   logLevel?: "debug" | "info" | "warning" | "error", fallback?: "auto" | "never", telemetry?: boolean}} OpenOptions
+ *   logLevel?: "debug" | "info" | "warning" | "error", fallback?: "auto" | "never", telemetry?: boolean,
+ *   updates?: "now" | "next-load" | "ask" | "off", checkIntervalMs?: number}} OpenOptions
  * @typedef {{channel?: string, activate?: "now" | "next-load", onProgress?: (p: any) => void, device?: string,
  *   timeoutMs?: number, retries?: number, concurrency?: number}} UpdateOptions
  */
@@ -82,12 +87,18 @@ class WaystationError extends Error {
  * and `app.ready` when the device can.
  * `telemetry: true` opts in to sending anonymous reports of call counts, errors and times
  * (web/telemetry.js, docs/telemetry.md); off, nothing is collected or sent.
+ * `updates` says what a new version the channel serves does, found by the background check-ins
+ * (web/fleet_updates.js): "now", "next-load", "ask" (an "updateavailable" event) or "off" (the
+ * default: nothing is fetched unasked). A revoked version is left whatever it says. Check-ins run
+ * at open, on `online` and every checkAfterSeconds the server says, or every `checkIntervalMs`.
  * @param {OpenOptions} options
  * @returns {Promise<App>}
  */
-async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true, sync = null, relay = false, installTimeoutMs = Infinity, webgpu = "auto", logLevel = undefined, fallback = "never", telemetry = false }) {
+async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl = new URL("./", import.meta.url), serviceWorker = true, sync = null, relay = false, installTimeoutMs = Infinity, webgpu = "auto", logLevel = undefined, fallback = "never", telemetry = false, updates = "off", checkIntervalMs = undefined }) {
   if (typeof bundle !== "string" || !bundle) throw new TypeError("open(): `bundle` must be a bundle name, e.g. \"digits\"");
   checkWebgpuMode(webgpu);
+  if (!UPDATE_POLICIES.includes(updates)) throw new TypeError(`open(): updates ${JSON.stringify(updates)} is not one of ${UPDATE_POLICIES.map((u) => `"${u}"`).join(", ")}`);
+  if (checkIntervalMs !== undefined && !(checkIntervalMs > 0)) throw new TypeError(`open(): checkIntervalMs must be a number of ms above 0, got ${JSON.stringify(checkIntervalMs)}`);
   if (typeof telemetry !== "boolean") throw new TypeError(`open(): telemetry must be true or false, got ${JSON.stringify(telemetry)}`);
   // ctx.log's level in the worker (INFO unless given), as `waystation run --log-level` sets it on CPython
   if (logLevel !== undefined && !["debug", "info", "warning", "error"].includes(logLevel)) {
@@ -137,6 +148,10 @@ async function open({ bundle, channel = "stable", onProgress = () => {}, baseUrl
     app.info.openTimings = { serviceWorkerMs: connected - started, installMs: bundleInstalled - connected,
       workerStartedEarly: early, totalMs: performance.now() - started };
     app.telemetry.opened(app.info);
+    if (store) {
+      app._fleet = new FleetUpdates(app, { store, bundle, channel, updates, checkIntervalMs });
+      app._fleet.start();
+    }
   })();
   app._device = trackDevice(opened);
   try {
@@ -339,6 +354,10 @@ class App extends EventTarget {
     this.info = null;
     /** @type {Offload | null} where a call may go besides the device (open({fallback})) */
     this._offload = null;
+    /** @type {FleetUpdates | null} background check-ins, under the service worker (open({updates})) */
+    this._fleet = null;
+    /** @type {{version: string, message: string} | null} set while the running version is revoked and nothing replaces it */
+    this._revoked = null;
     /** Telemetry (open({telemetry})): pending(), flush(), setRemoteLogging(); "alert" events either way. */
     this.telemetry = new AppTelemetry({ enabled: false, bundle, baseUrl, request: (message) => this._worker.request(message), emit: () => {} });
     /** @type {{state: "loading" | "ready" | "failed", ready: Promise<unknown>}} the device opening the bundle */
@@ -472,6 +491,7 @@ class App extends EventTarget {
    * @param {Record<string, unknown> | unknown[]} [args] named arguments, or positional ones
    */
   async call(name, args = {}) {
+    if (this._revoked) throw new WaystationError("revoked", this._revoked.message, undefined, { bundle: this._bundle, version: this._revoked.version });
     const started = performance.now();
     const onDevice = () => this._worker.request({ type: WORKER.call, name, args });
     let routed;
@@ -505,6 +525,7 @@ class App extends EventTarget {
    */
   async update({ channel = "stable", activate = "now", onProgress = () => {}, ...options } = {}) {
     if (activate !== "now" && activate !== "next-load") throw new TypeError('update(): `activate` is "now" or "next-load"');
+    if (this._fleet) this._fleet.channel = channel; // background check-ins follow the channel updated from
     const store = this._requireStore("update()");
     const bundle = this._bundle;
     const staged = /** @type {any} */ (await store.request(STORE.update, { bundle, channel, ...options }, onProgress));
@@ -550,9 +571,14 @@ class App extends EventTarget {
    */
   async rollback() {
     const moved = /** @type {any} */ (await this._requireStore("rollback()").request(STORE.rollback, { bundle: this._bundle }));
-    this.info = { ...this.info, ...(await this._worker.request({ type: WORKER.open, bundle: this._bundle, version: moved.to, webgpu: this._webgpu, telemetry: this.telemetry.enabled })) };
-    this.telemetry.opened(this.info);
+    await this._reopen(moved.to);
     return moved;
+  }
+
+  /** Answer with another stored version from now on, in the same worker (a rollback, leaving a revoked version). */
+  async _reopen(/** @type {string} */ version) {
+    this.info = { ...this.info, ...(await this._worker.request({ type: WORKER.open, bundle: this._bundle, version, webgpu: this._webgpu, telemetry: this.telemetry.enabled })) };
+    this.telemetry.opened(this.info);
   }
 
   /** What the device holds of this bundle: active, previous and staged versions, stored chunks, quota. */
@@ -566,6 +592,7 @@ class App extends EventTarget {
     removeEventListener("online", this._onNetwork);
     removeEventListener("offline", this._onNetwork);
     this.telemetry.close();
+    this._fleet?.stop();
     this._worker.close(new WaystationError("closed", "the app was closed"));
   }
 

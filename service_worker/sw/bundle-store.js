@@ -9,6 +9,9 @@
 //             active on next load) -> installed (active or previous)
 //   pointers  name -> {name, active, previous, staged}
 //   meta      "device" -> the device id sent to the channel API
+//             "follow:NAME" -> {channel, updates}: what the page that opened NAME last asked for
+//             (background check-ins ask that channel, and stage per `updates`, sw/checkin.js)
+//             "revoked:NAME" -> [version, ...]: NAME's revoked versions, as the last check-in said
 
 import { openDB } from "./vendor/idb.js";
 import { UpdateError } from "./errors.js";
@@ -17,6 +20,7 @@ export { BundleStore };
 
 /**
  * @typedef {{name: string, active: string | null, previous: string | null, staged: string | null}} Pointers
+ * @typedef {{channel: string, updates: "now" | "next-load" | "ask" | "off"}} Follow
  * @typedef {{name: string, version: string, manifest: string, state: string, size: number, storedAt: number}} VersionRecord
  * @typedef {import("./verify.js").Manifest} Manifest
  */
@@ -150,19 +154,21 @@ class BundleStore {
   }
 
   /**
-   * Make a complete version active in one transaction: the active one becomes previous,
-   * the one previous before is let go (garbage collection takes its chunks).
+   * Make a complete version active in one transaction: the active one becomes previous (unless it
+   * was revoked), the one previous before is let go (garbage collection takes its chunks).
    * @returns {Promise<Pointers>} the pointers before
    */
   async activate(/** @type {string} */ name, /** @type {string} */ version) {
-    const tx = this.db.transaction(["pointers", "versions"], "readwrite");
+    const tx = this.db.transaction(["pointers", "versions", "meta"], "readwrite");
     const pointers = (await tx.objectStore("pointers").get(name)) ?? { name, active: null, previous: null, staged: null };
     const record = await tx.objectStore("versions").get([name, version]);
     if (!record || !COMPLETE.has(record.state)) {
       abort(tx);
       throw new UpdateError("not-staged", { bundle: name, version, staged: pointers.staged });
     }
-    const previous = pointers.active === version ? pointers.previous : pointers.active;
+    const revoked = /** @type {string[]} */ ((await tx.objectStore("meta").get(`revoked:${name}`)) ?? []);
+    const kept = pointers.active === version ? pointers.previous : pointers.active;
+    const previous = kept && !revoked.includes(kept) ? kept : null;
     await tx.objectStore("pointers").put({ name, active: version, previous, staged: pointers.staged === version ? null : pointers.staged });
     await tx.objectStore("versions").put({ ...record, state: "installed" });
     await tx.done;
@@ -265,6 +271,69 @@ class BundleStore {
     return { ...pointers, versions, storedChunks: [...stored].map(String).sort() };
   }
 
+  /**
+   * Stop using revoked versions, in one transaction: a revoked active version gives way to the
+   * newest held one that is not revoked (the previous one, or a staged one that passed its smoke
+   * check), and revoked previous or staged versions are let go (rollback never goes back to one).
+   * Returns the active version before and after; `to` is the revoked one still when nothing else is held.
+   * @param {string} name @param {Set<string>} revoked
+   * @returns {Promise<{from: string | null, to: string | null}>}
+   */
+  async leaveRevoked(name, revoked) {
+    const tx = this.db.transaction(["pointers", "versions"], "readwrite");
+    const pointers = await tx.objectStore("pointers").get(name);
+    if (!pointers) {
+      await tx.done;
+      return { from: null, to: null };
+    }
+    const usable = async (/** @type {string | null} */ version, /** @type {Set<string>} */ states) => {
+      if (!version || revoked.has(version)) return null;
+      const record = await tx.objectStore("versions").get([name, version]);
+      return record && states.has(record.state) ? version : null;
+    };
+    const previous = await usable(pointers.previous, COMPLETE);
+    const staged = await usable(pointers.staged, COMPLETE);
+    const next = { ...pointers, previous, staged };
+    if (pointers.active && revoked.has(pointers.active)) {
+      const ready = await usable(staged, new Set(["ready"]));
+      const [newest] = [previous, ready].filter((v) => v !== null).sort((a, b) => compareVersions(b, a));
+      if (newest) {
+        const record = await tx.objectStore("versions").get([name, newest]);
+        await tx.objectStore("versions").put({ ...record, state: "installed" });
+        Object.assign(next, { active: newest, previous: newest === previous ? null : previous, staged: newest === staged ? null : staged });
+      }
+    }
+    if (next.active !== pointers.active || next.previous !== pointers.previous || next.staged !== pointers.staged) {
+      await tx.objectStore("pointers").put(next);
+    }
+    await tx.done;
+    return { from: pointers.active, to: next.active };
+  }
+
+  /** What a page last asked background check-ins of `name` to follow; undefined if none did. */
+  async following(/** @type {string} */ name) {
+    return /** @type {Promise<Follow | undefined>} */ (this.db.get("meta", `follow:${name}`));
+  }
+
+  async follow(/** @type {string} */ name, /** @type {Follow} */ follow) {
+    await this.db.put("meta", follow, `follow:${name}`);
+  }
+
+  /** The bundles some page opened under this service worker: those its own start checks in. */
+  async followed() {
+    const keys = await this.db.getAllKeys("meta");
+    return keys.map(String).filter((k) => k.startsWith("follow:")).map((k) => k.slice("follow:".length));
+  }
+
+  /** `name`'s revoked versions, as the last check-in listed them (kept for offline starts). */
+  async revoked(/** @type {string} */ name) {
+    return /** @type {string[]} */ ((await this.db.get("meta", `revoked:${name}`)) ?? []);
+  }
+
+  async setRevoked(/** @type {string} */ name, /** @type {string[]} */ versions) {
+    await this.db.put("meta", versions, `revoked:${name}`);
+  }
+
   /** This device's id for staged rollouts: made once, kept with the bundles. */
   async deviceId() {
     const tx = this.db.transaction("meta", "readwrite");
@@ -276,6 +345,14 @@ class BundleStore {
     await tx.done;
     return /** @type {string} */ (id);
   }
+}
+
+/** Semver order of release numbers ("1.0.10" after "1.0.9"), then by text. @param {string} a @param {string} b */
+function compareVersions(a, b) {
+  const parse = (/** @type {string} */ v) => v.split("-")[0].split(".").map(Number);
+  const [x, y] = [parse(a), parse(b)];
+  for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? 0) !== (y[i] ?? 0)) return (x[i] ?? 0) - (y[i] ?? 0);
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 /** IndexedDB's QuotaExceededError becomes the update error a page can act on. */

@@ -19,6 +19,7 @@ const MESSAGES = {
   "quota-exceeded": (d) => `storage is full: the update needs ${kib(d.need)} more, and ${d.free === undefined ? "the browser refused to store it" : `only ${kib(d.free)} of the ${kib(d.quota)} quota are free`}`,
   "no-previous-version": (d) => `${d.bundle} has no previous version on this device to roll back to`,
   "not-staged": (d) => `${d.bundle} ${d.version} is not staged on this device (staged: ${d.staged ?? "nothing"})`,
+  "revoked": (d) => `${d.bundle} ${d.version} was revoked by its publisher and no earlier version is on this device`,
   "smoke-check-failed": (d) => `${d.bundle} ${d.version} failed its smoke check: ${d.reason}`,
   "unsupported": (d) => d.reason,
 };

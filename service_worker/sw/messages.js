@@ -12,6 +12,9 @@
 //   discard  {bundle, version}             drop a staged version (it failed its smoke check)
 //   rollback {bundle}                      make the previous version active again
 //   versions {bundle}                      what the device holds
+//   checkin  {bundle, channel?, updates?, saveData?}
+//                                          ask the server's check-in now (sw/checkin.js): leave a revoked
+//                                          version, stage a new one per `updates`; also posted to every page
 
 import { UpdateError } from "./errors.js";
 import { STORE, STORE_EVENT } from "../protocol.js";
@@ -19,7 +22,8 @@ import { STORE, STORE_EVENT } from "../protocol.js";
 export { handleMessage };
 
 /**
- * @typedef {{store: import("./bundle-store.js").BundleStore, updater: import("./updater.js").Updater}} Services
+ * @typedef {{store: import("./bundle-store.js").BundleStore, updater: import("./updater.js").Updater,
+ *   checkIns: import("./checkin.js").CheckIns}} Services
  * @typedef {(data: any, services: Services, progress: (p: object) => void) => Promise<unknown>} Handler
  */
 
@@ -45,6 +49,7 @@ const HANDLERS = {
     const moved = await store.rollback(d.bundle);
     return { ...moved, ...(await store.collectGarbage()) };
   },
+  [STORE.checkin]: (d, { checkIns }) => checkIns.one(d.bundle, { channel: d.channel, updates: d.updates, saveData: d.saveData }),
   [STORE.versions]: async (d, { store }) => {
     const estimate = await navigator.storage?.estimate?.();
     return { ...(await store.describe(d.bundle)), device: await store.deviceId(), usage: estimate?.usage, quota: estimate?.quota };

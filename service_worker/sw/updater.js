@@ -7,7 +7,7 @@
 import { UpdateError } from "./errors.js";
 import { parseManifest, sha256Hex, verifySignature } from "./verify.js";
 
-export { Updater };
+export { fetchText, Updater };
 
 /**
  * @typedef {import("./bundle-store.js").BundleStore} BundleStore
@@ -46,9 +46,17 @@ class Updater {
   install(name, options = {}, progress = () => {}) {
     return this._locked(name, async () => {
       const active = await this.store.promoteReady(name);
-      if (active) return { bundle: name, version: active, installed: false };
-      const result = await this._stage(name, { ...DEFAULTS, ...options }, progress, { firstInstall: true });
-      await this.store.activate(name, result.to);
+      if (active && !(await this.store.revoked(name)).includes(active)) return { bundle: name, version: active, installed: false };
+      let result;
+      try {
+        result = await this._stage(name, { ...DEFAULTS, ...options }, progress, { firstInstall: !active });
+      } catch (err) {
+        // The only version held was revoked (a check-in said so) and the channel has no other for now.
+        if (active) throw new UpdateError("revoked", { bundle: name, version: active });
+        throw err;
+      }
+      await this.store.activate(name, result.to); // a revoked active version is not kept as previous
+      if (active) await this.store.collectGarbage();
       return { ...result, version: result.to, installed: true };
     });
   }
@@ -177,6 +185,9 @@ class Updater {
         throw e.details?.status === 404 ? new UpdateError("not-found", { bundle: name, detail: `channel "${channel}" has no release for this device and the site has no build of it (HTTP 404 for ${url.pathname})` }) : e;
       });
       const { version } = JSON.parse(latest);
+      if (await this._revokedOnServer(name, channel, id, version, timeoutMs)) {
+        throw new UpdateError("not-found", { bundle: name, detail: `channel "${channel}" has no release of it for this device and the site's build, ${version}, was revoked` });
+      }
       url = new URL(`bundles/${encodeURIComponent(name)}/${encodeURIComponent(version)}/manifest.json`, this.scope);
       text = await fetchText(url, timeoutMs);
     }
@@ -187,6 +198,21 @@ class Updater {
       throw new UpdateError("incompatible", { bundle: name, version: manifest.version, runtime: manifest.runtime, have: boot.waystation });
     }
     return { manifest, text };
+  }
+
+  /**
+   * Whether the server's check-in lists `version` as revoked: the site's own build must not be
+   * installed once its publisher revoked it. A host without the check-in (static files) has no registry to ask.
+   * @param {string} name @param {string} channel @param {string} device @param {string} version @param {number} timeoutMs
+   */
+  async _revokedOnServer(name, channel, device, version, timeoutMs) {
+    const url = new URL(`api/bundles/${encodeURIComponent(name)}/channels/${encodeURIComponent(channel)}/status?device=${encodeURIComponent(device)}`, this.scope);
+    try {
+      return JSON.parse(await fetchText(url, timeoutMs)).revoked?.includes(version) ?? false;
+    } catch (err) {
+      if (err instanceof UpdateError && err.details.status === 404) return false;
+      throw err;
+    }
   }
 
   /**

@@ -1,0 +1,172 @@
+"""Background updates and revoke in a real browser against the real server: the service worker's
+check-ins stage a newly published version without the page calling update(), tell the page, and
+activate it by the page's policy; a revoked version stops answering at the next check-in and the
+previous one answers; a device holding only the revoked version refuses calls with "revoked".
+
+Each test opens the demo page on a channel of its own (`?channel=`: no release there, so the site's
+digits 1.0.0 is installed), then a second App on the same device with background updates on and a
+short check interval, and publishes versions into the running server's registry. Versions are
+1.0.1's files (a new workflow function, a 1 MiB data file) under numbers of each test's own, so
+that a revoke in one test touches no other.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import BrowserContext, Page
+
+from waystation.bundles.builder import manifest_text
+from waystation.bundles.signing import dev_key, sign_manifest
+from waystation.server.registry import Registry
+
+from .conftest import BOOT_TIMEOUT_MS, wait_ready
+from .test_bundle_updates import make_v2
+
+# A second App of digits on this page, with background updates; its events kept in `fleetEvents`.
+OPEN_FLEET = """async (options) => {
+  const { open } = await import("/waystation.js");
+  window.fleetEvents = [];
+  window.fleet = await open({ bundle: "digits", ...options });
+  const kinds = ["checkin", "updatestaged", "updateactivated", "updatedeferred", "updateavailable", "updatefailed", "revoked"];
+  const plain = (detail) => JSON.parse(JSON.stringify(detail, (k, v) => (k === "error" ? String(v) : v)));
+  for (const type of kinds) fleet.addEventListener(type, (e) => fleetEvents.push({ type, detail: plain(e.detail) }));
+  return fleet.version;
+}"""
+ANSWER = """async (name) => {
+  const app = window[name];
+  try {
+    const sample = (await app.call("samples"))[0];
+    const [answer] = await app.call("classify_features", { features: [sample.pixels] });
+    return { ok: true, version: app.version, right: answer.digit === sample.label };
+  } catch (e) {
+    return { ok: false, name: e.name, message: e.message, version: app.version };
+  }
+}"""
+CHECK_MS = 400  # the page's check interval here; 900 s (the server's checkAfterSeconds) by default
+
+
+@pytest.fixture(scope="module")
+def v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_v2(tmp_path_factory.mktemp("fleet"))
+
+
+@pytest.fixture(scope="module")
+def fleet_server(start_server) -> Iterator[Any]:
+    server = start_server()  # a registry of its own: the site's digits 1.0.0 on stable
+    yield server
+    server.stop()
+
+
+def renumbered(v2: Path, tmp: Path, version: str) -> Path:
+    """1.0.1's files as digits `version` (parent 1.0.0), signed with the site's key."""
+    folder = shutil.copytree(v2, tmp / "digits" / version)
+    data = json.loads((folder / "manifest.json").read_text())
+    data.update(version=version, parent="1.0.0")
+    (folder / "manifest.json").write_text(manifest_text(sign_manifest(data, dev_key())))
+    return folder
+
+
+def boot(context: BrowserContext, server: Any, channel: str, **fleet: Any) -> Page:
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{server.url}/digits.html?channel={channel}")
+    wait_ready(page)
+    assert page.evaluate(OPEN_FLEET, {"channel": channel, "checkIntervalMs": CHECK_MS, **fleet}) == "1.0.0"
+    assert not errors, errors
+    return page
+
+
+def events(page: Page, kind: str) -> list[dict]:
+    return [e["detail"] for e in page.evaluate("fleetEvents") if e["type"] == kind]
+
+
+def wait_version(page: Page, version: str, app: str = "fleet") -> None:
+    page.wait_for_function(f"window.{app}.version === {json.dumps(version)}", timeout=BOOT_TIMEOUT_MS)
+
+
+def test_background_updates_stage_a_new_release_and_activate_it_without_update(context, fleet_server, v2, tmp_path):
+    page = boot(context, fleet_server, "fleet-now", updates="now")
+    page.wait_for_function("fleetEvents.some((e) => e.type === 'checkin')", timeout=30_000)
+    assert events(page, "checkin")[0]["status"]["version"] is None  # nothing released on this channel yet
+    Registry(fleet_server.data).publish(renumbered(v2, tmp_path, "1.1.0"), "fleet-now")
+    wait_version(page, "1.1.0")
+    [staged] = events(page, "updatestaged")
+    assert (staged["from"], staged["to"], staged["policy"], staged["state"]) == ("1.0.0", "1.1.0", "now", "staged")
+    assert staged["fetchedBytes"] > 1024 * 1024 > staged["totalBytes"] - staged["fetchedBytes"]  # a delta: 1.0.0's chunks kept
+    assert events(page, "updateactivated") == [{"from": "1.0.0", "to": "1.1.0", "when": "now"}]
+    assert page.evaluate(ANSWER, "fleet") == {"ok": True, "version": "1.1.0", "right": True}
+    assert page.evaluate("fleet.call('release_notes')") == "1.0.1: calibration data"
+    held = page.evaluate("fleet.versions()")
+    assert (held["active"], held["previous"], held["staged"]) == ("1.1.0", "1.0.0", None)
+    assert page.evaluate(ANSWER, "app")["version"] == "1.0.0"  # the demo's App has updates off: it stays
+    page.reload()  # and the next load opens the active version
+    wait_ready(page)
+    assert page.evaluate("app.version") == "1.1.0"
+
+
+def test_ask_offers_the_update_and_activates_it_when_asked(context, fleet_server, v2, tmp_path):
+    page = boot(context, fleet_server, "fleet-ask", updates="ask")
+    page.evaluate("fleet.addEventListener('updateavailable', (e) => { window.offer = e.detail; })")
+    Registry(fleet_server.data).publish(renumbered(v2, tmp_path, "1.2.0"), "fleet-ask")
+    page.wait_for_function("Boolean(window.offer)", timeout=BOOT_TIMEOUT_MS)
+    page.wait_for_timeout(3 * CHECK_MS)  # more check-ins: the offer is made once, and nothing activates by itself
+    assert [(e["from"], e["to"]) for e in events(page, "updateavailable")] == [("1.0.0", "1.2.0")]
+    assert page.evaluate("fleet.version") == "1.0.0"
+    assert page.evaluate("offer.activate().then((r) => [r.from, r.to, r.activated])") == ["1.0.0", "1.2.0", "now"]
+    assert page.evaluate(ANSWER, "fleet") == {"ok": True, "version": "1.2.0", "right": True}
+
+
+def test_a_revoked_release_stops_answering_and_the_previous_one_answers(context, fleet_server, v2, tmp_path):
+    page = boot(context, fleet_server, "fleet-revoke", updates="now")
+    registry = Registry(fleet_server.data)
+    registry.publish(renumbered(v2, tmp_path, "1.3.0"), "fleet-revoke")
+    wait_version(page, "1.3.0")
+    registry.revoke("digits", "1.3.0", reason="labels swapped")
+    wait_version(page, "1.0.0")
+    [revoked] = events(page, "revoked")
+    assert revoked == {"version": "1.3.0", "to": "1.0.0",
+                       "message": "digits 1.3.0 was revoked by its publisher; digits 1.0.0 answers now"}
+    assert page.evaluate(ANSWER, "fleet") == {"ok": True, "version": "1.0.0", "right": True}
+    held = page.evaluate("fleet.versions()")
+    assert (held["active"], held["previous"], held["staged"]) == ("1.0.0", None, None)
+    assert [v["version"] for v in held["versions"]] == ["1.0.0"]  # the revoked version is let go
+    page.wait_for_timeout(3 * CHECK_MS)  # and never staged again: the channel no longer serves it
+    assert page.evaluate("fleet.version") == "1.0.0" and len(events(page, "updatestaged")) == 1
+
+
+def test_a_device_holding_only_a_revoked_version_refuses_calls_until_a_good_one_arrives(context, start_server, v2, tmp_path):
+    server = start_server()  # its own registry: this test revokes the site's 1.0.0
+    page = boot(context, server, "stable")  # updates off: revoke applies all the same
+    registry = Registry(server.data)
+    registry.revoke("digits", "1.0.0", reason="bad model")
+    page.wait_for_function("fleetEvents.some((e) => e.type === 'revoked')", timeout=30_000)
+    message = "digits 1.0.0 was revoked by its publisher and no earlier version is on this device"
+    assert events(page, "revoked") == [{"version": "1.0.0", "to": None, "message": message}]
+    for app in ("fleet", "app"):  # the demo's App heard the same check-in
+        assert page.evaluate(ANSWER, app) == {"ok": False, "name": "revoked", "message": message, "version": "1.0.0"}
+    registry.publish(renumbered(v2, tmp_path, "1.4.0"), "stable")
+    wait_version(page, "1.4.0")  # anything good beats refusing: activated though updates are off
+    assert page.evaluate(ANSWER, "fleet") == {"ok": True, "version": "1.4.0", "right": True}
+    held = page.evaluate("fleet.versions()")
+    assert (held["active"], held["previous"]) == ("1.4.0", None), held
+
+
+def test_data_saver_defers_a_large_update_and_says_why(context, fleet_server, v2, tmp_path, chunk_requests):
+    context.add_init_script("Object.defineProperty(NetworkInformation.prototype, 'saveData', { get: () => true })")
+    page = boot(context, fleet_server, "fleet-saver", updates="now")
+    chunk_requests.clear()
+    Registry(fleet_server.data).publish(renumbered(v2, tmp_path, "1.5.0"), "fleet-saver")
+    page.wait_for_function("fleetEvents.some((e) => e.type === 'updatedeferred')", timeout=30_000)
+    [deferred] = events(page, "updatedeferred")
+    assert (deferred["to"], deferred["reason"]) == ("1.5.0", "data-saver") and deferred["fetchBytes"] > 1024 * 1024
+    assert deferred["message"].startswith("digits 1.5.0 waits: it needs 1.0 MiB and the browser is saving data")
+    page.wait_for_timeout(3 * CHECK_MS)
+    assert chunk_requests == [] and page.evaluate("fleet.version") == "1.0.0"
+    assert len(events(page, "updatedeferred")) == 1  # told once
