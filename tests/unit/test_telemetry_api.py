@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -300,7 +301,8 @@ def test_a_release_failing_on_devices_is_halted_and_its_devices_go_back(server: 
     send(server, name, "1.0.0", 15, [5.0] * 10)
     send(server, name, "1.0.1", 12, [5.0] * 10, errors=5)
     release = wait_for_halt(data, name, device)
-    assert release["halt_reason"] == "halted: error rate 50.0% > 5% over 12 devices"
+    # Checked while the reports come: decided by the 10th installation's report, or one after it.
+    assert re.fullmatch(r"halted: error rate 50\.0% > 5% over 1[0-2] devices", release["halt_reason"]), release
     assert release["halted_at"] is not None
     assert Registry(data).guarded_rollouts() == [] or all(r["bundle"] != name for r in Registry(data).guarded_rollouts())
 
@@ -312,8 +314,8 @@ def test_a_slow_release_is_halted_against_the_previous_versions_p95(server: Serv
         send(server, name, "1.0.0", 1, [rng.uniform(8, 12) for _ in range(20)])
         send(server, name, "1.0.1", 1, [rng.uniform(25, 35) for _ in range(20)])
     reason = wait_for_halt(data, name, device)["halt_reason"]
-    assert reason.startswith("halted: p95 ") and "> 1.5x the previous version's" in reason, reason
-    assert reason.endswith("over 12 devices")
+    assert re.fullmatch(r"halted: p95 [23]\d\.\d ms > 1\.5x the previous version's \d+\.\d ms over 1[0-2] devices",
+                        reason), reason
 
 
 def test_nothing_is_decided_below_the_devices_minimum(server: Server, data: Path, tmp_path: Path) -> None:
