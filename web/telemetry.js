@@ -33,6 +33,10 @@ const MAX_OUTBOX_BYTES = 2 * 1024 * 1024;
 const MAX_REPORT_BYTES = 64 * 1024;
 const DB_NAME = "waystation-telemetry";
 const SEND_LOCK = "waystation-telemetry-send";
+/** Orders reports kept in the same millisecond by this page (`at` orders the rest). */
+let kept = 0;
+/** Oldest first. @param {{at: number, seq?: number}} a @param {{at: number, seq?: number}} b */
+const byAge = (a, b) => a.at - b.at || (a.seq ?? 0) - (b.seq ?? 0);
 
 /**
  * @typedef {import("./histogram.js").Latency} Latency
@@ -259,8 +263,8 @@ class Outbox {
   static async put(id, body) {
     const tx = (await db()).transaction("reports", "readwrite");
     const store = tx.objectStore("reports");
-    const held = /** @type {{id: string, at: number, bytes: number}[]} */ (await done(store.getAll()));
-    held.sort((a, b) => a.at - b.at);
+    const held = /** @type {{id: string, at: number, seq?: number, bytes: number}[]} */ (await done(store.getAll()));
+    held.sort(byAge);
     let bytes = held.reduce((n, r) => n + r.bytes, 0) + body.length;
     let count = held.length + 1;
     for (const old of held) {
@@ -269,14 +273,14 @@ class Outbox {
       count -= 1;
       bytes -= old.bytes;
     }
-    store.put({ id, at: Date.now(), bytes: body.length, body });
+    store.put({ id, at: Date.now(), seq: kept++, bytes: body.length, body });
     await done(tx);
   }
 
   /** Every waiting report, oldest first. @returns {Promise<{id: string, at: number, body: string}[]>} */
   static async all() {
     const held = await done((await db()).transaction("reports").objectStore("reports").getAll());
-    return held.sort((/** @type {any} */ a, /** @type {any} */ b) => a.at - b.at);
+    return held.sort(byAge);
   }
 
   /** @param {string} id */

@@ -304,3 +304,38 @@ def test_a_demo_session_sends_neither_the_typed_text_nor_the_answers(context: Br
         carried = request.url + (request.post_data or "")
         for text in secrets_seen:
             assert text not in carried, (text, request.url)
+
+
+def test_the_installation_id_is_kept_and_changes_with_the_month(context: BrowserContext, tele_server) -> None:
+    page, _ = probe(context, tele_server)
+    page.evaluate(OPEN, {"telemetry": True})
+    page.evaluate(CALLS, [{"ms": 1}])
+    first = page.evaluate("app.telemetry.pending()")[-1]["installation"]
+    page.evaluate(CALLS, [{"ms": 1}])
+    assert page.evaluate("app.telemetry.pending()")[-1]["installation"] == first  # kept on the device
+    # The stored id as if made last month: the next report has a new one.
+    page.evaluate("""() => new Promise((resolve, reject) => {
+      const request = indexedDB.open("waystation-telemetry");
+      request.onsuccess = () => {
+        const tx = request.result.transaction("meta", "readwrite");
+        tx.objectStore("meta").put({ id: "0".repeat(32), month: "2000-01" }, "installation");
+        tx.oncomplete = resolve;
+        tx.onerror = reject;
+      };
+    })""")
+    page.evaluate(CALLS, [{"ms": 1}])
+    renewed = page.evaluate("app.telemetry.pending()")[-1]["installation"]
+    assert len(renewed) == 32 and renewed not in (first, "0" * 32)
+
+
+def test_the_outbox_is_bounded_the_oldest_reports_dropped(context: BrowserContext, tele_server) -> None:
+    page, requests = probe(context, tele_server)
+    kept = page.evaluate("""async () => {
+      const { MAX_REPORTS, Outbox } = await import("/telemetry.js");
+      // Ids whose key order is not their age (r10 sorts before r2): the age decides.
+      for (let i = 0; i < MAX_REPORTS + 5; i++) await Outbox.put(`r${i}`, JSON.stringify({ id: `r${i}` }));
+      return { max: MAX_REPORTS, ids: (await Outbox.all()).map((r) => r.id) };
+    }""")
+    assert len(kept["ids"]) == kept["max"]
+    assert kept["ids"] == [f"r{i}" for i in range(5, kept["max"] + 5)]  # r0..r4 dropped, the rest oldest first
+    assert to_server(requests) == []  # keeping is not sending
