@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,13 @@ def waystation_run(bundle: Path, function: str, data: Path, server, user: str, a
                           timeout=CLI_TIMEOUT_S)
 
 
+def unsent_rows(data: Path) -> int:
+    """Rows of the folder's documents the server has not acknowledged (state_sync's bookkeeping)."""
+    with sqlite3.connect(data / "state.sqlite3") as db:
+        return db.execute("""SELECT COUNT(*) FROM updates AS u LEFT JOIN sync_sent AS s ON s.doc = u.doc
+                             WHERE u.id > COALESCE(s.upto, 0)""").fetchone()[0]
+
+
 def note_texts(run: subprocess.CompletedProcess[str]) -> list[str]:
     assert run.returncode == 0, run.stderr
     return sorted(note["text"] for note in json.loads(run.stdout))
@@ -88,6 +96,7 @@ def test_two_cli_runs_on_different_data_folders_see_each_others_writes(server, m
     assert second.returncode == 0, second.stderr
     both = ["From folder one", "From folder two"]
     assert note_texts(waystation_run(minilm, "notes", tmp_path / "one", server, user)) == both
+    assert unsent_rows(tmp_path / "one") == unsent_rows(tmp_path / "two") == 0  # what came from the server included
     assert (tmp_path / "one" / "state.sqlite3").is_file()  # the local copy is kept as before, beside the sync
 
 
@@ -99,11 +108,13 @@ def test_an_offline_run_keeps_its_writes_and_the_next_run_sends_them(start_serve
     offline = waystation_run(minilm, "add_notes", tmp_path / "laptop", server, user, {"texts": ["Written offline"]})
     assert offline.returncode == 0, offline.stderr
     assert "offline" in offline.stderr and "sent by the next run" in offline.stderr, offline.stderr
+    assert unsent_rows(tmp_path / "laptop") > 0
 
     server.start()  # the same address, the same data
     assert note_texts(waystation_run(minilm, "notes", tmp_path / "desktop", server, user)) == []  # not sent yet
     reconnected = waystation_run(minilm, "notes", tmp_path / "laptop", server, user)  # any run sends what is unsent
     assert note_texts(reconnected) == ["Written offline"] and "offline" not in reconnected.stderr
+    assert unsent_rows(tmp_path / "laptop") == 0
     assert note_texts(waystation_run(minilm, "notes", tmp_path / "desktop", server, user)) == ["Written offline"]
 
 

@@ -145,13 +145,13 @@ class StateSync:
             self._sync(name, doc)
 
     def _sync(self, name: str, doc: NativeStateDoc) -> None:
-        rows = self.states.rows_held(name)  # before the exchange: what it sends, at least
         try:
             _exchange(self._room_url(name), doc, self.timeout)
         except _Offline as exc:
             self._went_offline(str(exc))
             return
-        self._sent(name, rows)
+        # Each row the copy holds now, the server has: it was sent, or it came from the server.
+        self._sent(name, self.states.rows_held(name))
 
     def _room_url(self, name: str) -> str:
         scheme, _, rest = self.server.partition("://")
