@@ -13,10 +13,15 @@ signed-in user's --concurrency clients (threads, each with its own HTTP connecti
 calls/s, sentences/s, p50/p99/max latency, refusals (429/503/504 would show as errors), and the
 CPU the server used in cores (100% is one core); the clients share the machine's cores.
 
---first-visits N builds the site, publishes digits made offloadable on channel "hybrid" and has
-headless Chromium make N first visits each with fallback "auto" and "never", alternating, each in
-a fresh context (no service worker, nothing stored): the time from calling open() to it
-resolving and to the first answer of `classify_features` (tests/e2e/test_offload.py's script).
+--first-visits N builds the site, publishes digits and MiniLM made offloadable on channel "hybrid"
+and has headless Chromium make N rounds of first visits, each in a fresh context (no service
+worker, nothing stored, an empty HTTP cache), alternating within a round: digits with fallback
+"auto" and "never" (tests/e2e/test_offload.py's script: open(), `samples`, `classify_features`),
+MiniLM with "auto" and "never" (open(), `embed` of one sentence), and transformers.js's import,
+pipeline and first MiniLM embedding from the same int8 model file on the same server
+(bench/web/speed.js's `startup`, local files only, bench/minilm_latency.py's site). Each row is
+the time from calling open() (transformers.js: its import) to it resolving and to the first
+answer. The server has each version loaded before the visits (one call), as a running server has.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "unit")]  # server_process, offload_bundles, e2e
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "unit"), str(ROOT / "bench"), str(ROOT / "models" / "minilm")]
 
 from waystation.bundles.builder import build_bundle  # noqa: E402
 from waystation.server.registry import Registry  # noqa: E402
@@ -147,51 +152,92 @@ def measure(server: Server, path: str, args: argparse.Namespace) -> str:
             f"{statistics.median(ms):.0f} | {p99:.0f} | {ms[-1]:.0f} | {len(errors)} | {cpu:.0%} |")
 
 
+MINILM_VISIT = """async ({ account, fallback, text }) => {
+  const { open } = await import("/waystation.js");
+  const started = performance.now();
+  const app = await open({ bundle: "minilm", channel: "hybrid", sync: account, fallback });
+  const openedMs = performance.now() - started;
+  await app.call("embed", { texts: [text] });
+  return { openedMs, firstAnswerMs: performance.now() - started, ranOn: app.lastCall.ranOn };
+}"""
+
+VISITS = [("digits", "auto"), ("digits", "never"), ("minilm", "auto"), ("minilm", "never"), ("transformers.js", "")]
+
+
 def first_visits(count: int) -> None:
-    """Time to open() and to the first answer of fresh visits, fallback "auto" vs "never"."""
+    """Time to open() and to the first answer of fresh visits: Waystation with fallback "auto" and
+    "never" (digits and MiniLM), and transformers.js's first MiniLM embedding, in one run."""
     from playwright.sync_api import sync_playwright
 
-    from waystation.site import build_site
-
     from e2e.conftest import CHROMIUM, CHROMIUM_ARGS
-    from e2e.test_offload import FIRST_VISIT, PROBE_PAGE
+    from minilm_latency import site_with_bench
 
     with tempfile.TemporaryDirectory(prefix="waystation-hybrid-") as tmp:
         work = Path(tmp)
-        site = work / "dist"
-        build_site(ROOT, site, progress=lambda _m: None)
+        site = site_with_bench(work)  # the site, bench/speed.html, transformers.js and the MiniLM files it reads
         data = work / "data"
         digits = offloadable(site / "bundles" / "digits" / "1.0.0", work / "offload", never=["classify"], version="1.0.1")
+        minilm = offloadable(next((site / "bundles" / "minilm").glob("*/manifest.json")).parent, work / "offload",
+                             version="1.0.1")
         Registry(data).publish(digits, "hybrid")
+        Registry(data).publish(minilm, "hybrid")
         server = Server(site, data).start()
-        times: dict[str, list[tuple[float, float]]] = {"auto": [], "never": []}
+        times: dict[tuple[str, str], list[tuple[float, float]]] = {visit: [] for visit in VISITS}
         try:
+            warm_up(server, {"digits/1.0.1/samples": {}, "minilm/1.0.1/embed": {"texts": [SENTENCES[0]]}})
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 for i in range(count):
-                    for fallback in ("auto", "never"):
-                        account = {"user": f"visit{i}{fallback}", "password": "correct horse battery"}
-                        token = httpx.post(f"{server.url}/api/sync/register", json=account).json()["token"]
+                    for bundle, fallback in VISITS:
                         context = browser.new_context()
-                        context.route(server.url + PROBE_PAGE, lambda route: route.fulfill(
-                            content_type="text/html", body="<!doctype html><title>first visit</title>"))
-                        page = context.new_page()
-                        page.set_default_timeout(120_000)
-                        page.goto(server.url + PROBE_PAGE)
-                        seen = page.evaluate(FIRST_VISIT, {"account": {"user": account["user"], "token": token},
-                                                           "fallback": fallback})
-                        times[fallback].append((seen["openedMs"], seen["firstAnswerMs"]))
-                        context.close()
+                        try:
+                            seen = visit(context, server, bundle, fallback, f"visit{i}{bundle[:6]}{fallback}")
+                        finally:
+                            context.close()
+                        times[bundle, fallback].append((seen["openedMs"], seen["firstAnswerMs"]))
                 browser.close()
         finally:
             server.stop()
-    print(f"First visits to digits (headless Chromium, {count} each, alternating), median of each:")
-    print("| fallback | open() resolves ms | first answer ms | all first answers ms |")
-    print("|---|---|---|---|")
-    for fallback, rows in times.items():
+    print(f"First visits (headless Chromium, a fresh context each, {count} rounds, alternating), median of each:")
+    print("| what | fallback | open() resolves ms | first answer ms | all first answers ms |")
+    print("|---|---|---|---|---|")
+    for (bundle, fallback), rows in times.items():
         answers = ", ".join(f"{b:.0f}" for _, b in rows)
-        print(f"| {fallback} | {statistics.median(a for a, _ in rows):.0f} | {statistics.median(b for _, b in rows):.0f} "
-              f"| {answers} |")
+        print(f"| {bundle} | {fallback or '-'} | {statistics.median(a for a, _ in rows):.0f} | "
+              f"{statistics.median(b for _, b in rows):.0f} | {answers} |")
+
+
+def warm_up(server: Server, calls: dict[str, dict]) -> None:
+    """One call of each version through POST /api/run, so the server has it loaded before the visits."""
+    account = {"user": "warmup", "password": "correct horse battery"}
+    token = httpx.post(f"{server.url}/api/sync/register", json=account).json()["token"]
+    for path, args in calls.items():
+        answer = httpx.post(f"{server.url}/api/run/{path}", json={"args": args}, timeout=120,
+                            headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200, answer.text
+
+
+def visit(context, server: Server, bundle: str, fallback: str, user: str) -> dict:
+    """One first visit in `context`: its open() and first answer times, in ms."""
+    from e2e.test_offload import FIRST_VISIT, PROBE_PAGE
+
+    if bundle == "transformers.js":
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        page.goto(server.url + "/bench/speed.html")
+        page.wait_for_function("document.title === 'ready'")
+        ms = page.evaluate("o => window.startup(o)", {"path": "transformersjs", "text": SENTENCES[0], "tokens": None})["ms"]
+        return {"openedMs": ms, "firstAnswerMs": ms}  # its pipeline is ready with its first answer
+    account = {"user": user, "password": "correct horse battery"}
+    token = httpx.post(f"{server.url}/api/sync/register", json=account).json()["token"]
+    context.route(server.url + PROBE_PAGE, lambda route: route.fulfill(
+        content_type="text/html", body="<!doctype html><title>first visit</title>"))
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.goto(server.url + PROBE_PAGE)
+    script = FIRST_VISIT if bundle == "digits" else MINILM_VISIT
+    return page.evaluate(script, {"account": {"user": account["user"], "token": token}, "fallback": fallback,
+                                  "text": SENTENCES[0]})
 
 
 def _cpu_seconds(pid: int) -> float:
