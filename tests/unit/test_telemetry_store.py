@@ -80,9 +80,14 @@ def test_devices_are_distinct_installations_and_versions_apart(store):
 def test_since_counts_only_reports_received_from_that_minute(store):
     store.ingest(report("digits", "1.0.0", functions={"f": ([1.0] * 3, {})}), received_ms=T0)
     store.ingest(report("digits", "1.0.0", functions={"f": ([1.0] * 4, {})}), received_ms=T0 + 10 * 60_000)
+    now = T0 + 20 * 60_000
     assert store.version_stats("digits", "1.0.0").calls == 7
-    assert store.version_stats("digits", "1.0.0", since_ms=T0 + 5 * 60_000).calls == 4
-    assert store.version_stats("digits", "1.0.0", since_ms=T0 + 11 * 60_000).calls == 0
+    assert store.version_stats("digits", "1.0.0", since_ms=T0 + 5 * 60_000, now_ms=now).calls == 4
+    assert store.version_stats("digits", "1.0.0", since_ms=T0 + 11 * 60_000, now_ms=now).calls == 0
+    # More than two hours ago a since counts from its hour, more than seven days ago from its day:
+    # what compact() folds minutes and hours into.
+    assert store.version_stats("digits", "1.0.0", since_ms=T0 + 11 * 60_000, now_ms=now + 3 * HOUR).calls == 7
+    assert store.version_stats("digits", "1.0.0", since_ms=T0 + HOUR, now_ms=now + 8 * 24 * HOUR).calls == 7
 
 
 def test_timeline_per_hour_and_version(store):
@@ -139,34 +144,32 @@ def test_log_store_dedupes_lists_newest_first_and_keeps_a_bounded_number(tmp_pat
     assert len(logs.recent("other")) == 3
 
 
-def test_compact_folds_old_minutes_into_hours_and_answers_the_same(store):
+def test_compact_folds_old_minutes_and_hours_and_answers_the_same(store):
     rng = random.Random(4)
     now = T0 + 30 * 60_000
     devices = [installation() for _ in range(8)]
-    for _ in range(300):
-        at = now - rng.randint(0, 4 * 24 * 60) * 60_000  # any minute of the last four days
+    for _ in range(400):
+        at = now - rng.randint(0, 10 * 24 * 60) * 60_000  # any minute of the last ten days
         store.ingest(report("digits", rng.choice(["1.0.0", "1.0.1"]), device=rng.choice(devices),
                             functions={"f": ([rng.lognormvariate(2, 0.5) for _ in range(5)], {"e": rng.randint(0, 1)})},
                             signals={"s": [rng.randint(0, 3), rng.randint(0, 3)]}), received_ms=at)
-    before = (store.summary("digits"), store.timeline("digits", hours=200, now_ms=now),
-              store.version_stats("digits", "1.0.0", since_ms=T0 - 3 * 24 * HOUR))
+    sinces = [now - 30 * 60_000, now - 5 * HOUR + 17 * 60_000, now - 8 * 24 * HOUR + 5 * HOUR + 3 * 60_000, None]
+
+    def answers():
+        return (store.summary("digits"), store.timeline("digits", hours=6 * 24, now_ms=now),
+                [store.version_stats("digits", "1.0.0", since_ms=s, now_ms=now) for s in sinces])
 
     def rows():
         with sqlite3.connect(store.path) as db:
             return sum(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("installs", "timings", "buckets"))
 
-    many = rows()
+    before, many = answers(), rows()
     done = store.compact(now_ms=now)
     assert done["folded"] > 0 and done["forgotten"] == 0
     assert rows() < many
-    # Whole-hour answers are unchanged (a since within a folded hour counts from the next one).
-    assert store.summary("digits") == before[0]
-    assert store.timeline("digits", hours=200, now_ms=now) == before[1]
-    assert store.version_stats("digits", "1.0.0", since_ms=T0 - 3 * 24 * HOUR) == before[2]
-    assert store.version_stats("digits", "1.0.0", since_ms=T0 - 3 * 24 * HOUR + 60_000) == \
-        store.version_stats("digits", "1.0.0", since_ms=T0 - 3 * 24 * HOUR + HOUR)
+    assert answers() == before
     assert store.compact(now_ms=now)["folded"] == 0  # nothing left to fold
     # Past keep_days everything goes, report ids included: the same report then counts again.
-    gone = store.compact(now_ms=now + 10 * 24 * HOUR, keep_days=1)
+    gone = store.compact(now_ms=now + 20 * 24 * HOUR, keep_days=1)
     assert gone["forgotten"] > 0
     assert store.summary("digits") == {"versions": {}}

@@ -62,7 +62,7 @@ class ServerConfig:
     telemetry_report_bytes: int = 64 << 10  # one telemetry report's body (413 past it)
     telemetry_reports_per_minute: int = 120  # reports and log uploads from one address (429 past it); 0: no limit
     log_upload_bytes: int = 32 << 10  # one upload of remote log lines (413 past it)
-    telemetry_keep_days: float = 90.0  # telemetry older than this is forgotten (hourly, with report ids)
+    telemetry_keep_days: float = 90.0  # telemetry older than this is forgotten, report ids included
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> ServerConfig:

@@ -46,7 +46,7 @@ T = TypeVar("T")
 _log = logging.getLogger("waystation.server.telemetry")
 _CACHED_MANIFESTS = 256
 _NO_STORE = {"Cache-Control": "no-store"}
-_COMPACT_EVERY = 3600.0  # seconds between foldings of old minutes into hours (telemetry_store.compact)
+_COMPACT_EVERY = 600.0  # seconds between foldings of old minutes and hours (telemetry_store.compact)
 
 
 class _Intake:

@@ -14,6 +14,9 @@ ingesting costs a few upserts whatever the fleet's size, and a query reads a ver
 not its reports. Latency histograms keep their buckets as rows (`buckets`), so merging the
 reports of a period is a SUM ... GROUP BY idx. A report id is recorded in the same transaction
 as its numbers: a report sent again (the device never heard the answer) counts once.
+`compact()` (hourly, from the API) folds minutes older than two hours into hours and hours
+older than seven days into days, so a query over weeks reads hundreds of rows per series, not
+tens of thousands.
 
 Unlike the server's other stores (a connection per operation, _sqlite.py), each thread keeps
 one connection to each file, and commits without waiting for the disk (synchronous=NORMAL in WAL
@@ -50,10 +53,13 @@ _MINUTE = 60_000  # ms
 _KEEP_LOG_LINES = 100_000  # per bundle: older lines are dropped as new ones come
 _CACHED_MANIFESTS = 256
 _CACHED_SERIES = 100_000
-_HOUR = 60  # minutes, in slots
-# Minutes older than this are folded into their hour: the timeline reads hours, and a halt check
-# reads the days since its release; only a fresh rollout needs the minute.
-_FOLD_AFTER_MS = 2 * 24 * 3_600_000
+_HOUR, _DAY = 60, 1440  # in slots (minutes)
+# Old minutes are folded into their hour, old hours into their day (compact()), so that a query
+# over a long period reads a few rows per series: only a fresh rollout needs the minute, the
+# dashboard's 48 hours the hour. A query's `since_ms` is rounded down the same way (_since_slot),
+# so an answer is the same before and after a folding.
+_MINUTES_FOR_MS = 2 * 3_600_000
+_HOURS_FOR_MS = 7 * 24 * 3_600_000
 # How each table's rows add up when folded: its key columns after (series, slot), and its sums.
 _FOLDS = (
     ("installs", ("installation",), ()),
@@ -210,9 +216,11 @@ class TelemetryStore:
             self._series[series] = found
         return found
 
-    def version_stats(self, bundle: str, version: str, since_ms: int | None = None) -> VersionStats:
-        """What the reports about `version` received since `since_ms` (from its minute on) add up to."""
-        slot = -(1 << 62) if since_ms is None else since_ms // _MINUTE
+    def version_stats(self, bundle: str, version: str, since_ms: int | None = None, *,
+                      now_ms: int | None = None) -> VersionStats:
+        """What the reports about `version` received since `since_ms` add up to: from its minute on, or from
+        the start of its hour if it is more than two hours ago, of its day if more than seven days."""
+        slot = _since_slot(since_ms, int(time.time() * 1000) if now_ms is None else now_ms)
         with self._db.snapshot() as db:
             devices = db.execute(f"SELECT COUNT(DISTINCT installation) FROM installs t {_OF}",
                                  (bundle, version, "version", slot)).fetchone()[0]
@@ -236,21 +244,23 @@ class TelemetryStore:
                             signals=self._signals(bundle, version, signal_counts))
 
     def compact(self, now_ms: int | None = None, keep_days: float = 90) -> dict[str, int]:
-        """Fold minutes older than two days into their hour; forget rows and report ids older than `keep_days`.
+        """Fold minutes older than two hours into their hour and hours older than seven days into their day;
+        forget rows and report ids older than `keep_days`. Queries answer the same before and after.
 
-        Every query's answer over whole hours stays the same; a `since_ms` within a folded hour counts from
-        the next hour. {"folded": rows, "forgotten": rows}."""
+        {"folded": rows folded away, "forgotten": rows forgotten}."""
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        fold_before = (now - _FOLD_AFTER_MS) // _MINUTE // _HOUR * _HOUR
         keep_from = int(now - keep_days * 24 * 3_600_000)
+        folds = ((_HOUR, (now - _MINUTES_FOR_MS) // _MINUTE // _HOUR * _HOUR),
+                 (_DAY, (now - _HOURS_FOR_MS) // _MINUTE // _DAY * _DAY))
         folded = forgotten = 0
         with self._db.transaction() as db:
             forgotten += db.execute("DELETE FROM reports WHERE received < ?", (keep_from,)).rowcount
             for table, keys, sums in _FOLDS:
                 forgotten += db.execute(f"DELETE FROM {table} WHERE slot < ?", (keep_from // _MINUTE,)).rowcount
-                db.execute(_fold_sql(table, keys, sums), (fold_before,))
-                folded += db.execute(f"DELETE FROM {table} WHERE slot < ? AND slot % {_HOUR} != 0",
-                                     (fold_before,)).rowcount
+                for unit, before in folds:
+                    db.execute(_fold_sql(table, keys, sums, unit), (before,))
+                    folded += db.execute(f"DELETE FROM {table} WHERE slot < ? AND slot % {unit} != 0",
+                                         (before,)).rowcount
         return {"folded": folded, "forgotten": forgotten}
 
     def summary(self, bundle: str) -> dict[str, Any]:
@@ -315,14 +325,29 @@ class TelemetryStore:
         return self._references[(bundle, version)]
 
 
-def _fold_sql(table: str, keys: tuple[str, ...], sums: tuple[str, ...]) -> str:
-    """Add a table's minute rows before a slot into the rows of their hours' first minutes."""
+def _fold_sql(table: str, keys: tuple[str, ...], sums: tuple[str, ...], unit: int) -> str:
+    """Add a table's rows before a slot into the rows at the start of their `unit` (an hour, a day)."""
     key = ", ".join(("series", "slot", *keys))
-    picked = ", ".join(("series", f"slot - slot % {_HOUR}", *keys, *(_fold_of(c) for c in sums)))
+    start = f"slot - slot % {unit}"
+    picked = ", ".join(("series", start, *keys, *(_fold_of(c) for c in sums)))
     conflict = "NOTHING" if not sums else "UPDATE SET " + ", ".join(_merge_of(c) for c in sums)
     return (f"INSERT INTO {table} ({key}{''.join(', ' + c for c in sums)}) SELECT {picked} FROM {table} "
-            f"WHERE slot < ? AND slot % {_HOUR} != 0 GROUP BY series, slot - slot % {_HOUR}{''.join(', ' + k for k in keys)} "
+            f"WHERE slot < ? AND slot % {unit} != 0 GROUP BY series, {start}{''.join(', ' + k for k in keys)} "
             f"ON CONFLICT ({key}) DO {conflict}")
+
+
+def _since_slot(since_ms: int | None, now_ms: int) -> int:
+    """The first slot a query from `since_ms` reads: its minute, or the start of its hour or day once those
+    are folded (compact), so that an answer does not change with a folding."""
+    if since_ms is None:
+        return -(1 << 62)
+    slot = since_ms // _MINUTE
+    age = now_ms - since_ms
+    if age > _HOURS_FOR_MS:
+        return slot - slot % _DAY
+    if age > _MINUTES_FOR_MS:
+        return slot - slot % _HOUR
+    return slot
 
 
 def _fold_of(column: str) -> str:
