@@ -173,3 +173,15 @@ def test_compact_folds_old_minutes_and_hours_and_answers_the_same(store):
     gone = store.compact(now_ms=now + 20 * 24 * HOUR, keep_days=1)
     assert gone["forgotten"] > 0
     assert store.summary("digits") == {"versions": {}}
+
+
+def test_a_report_that_fails_midway_stores_nothing_and_the_next_one_counts(store):
+    broken = report("digits", "2.0.0", functions={"g": ([1.0, 2.0], {})})
+    broken["bundles"][0]["functions"]["g"]["latency"]["sum"] = None  # NOT NULL: SQLite refuses the row
+    with pytest.raises(sqlite3.IntegrityError):
+        store.ingest(broken)
+    assert store.summary("digits") == {"versions": {}}
+    broken["bundles"][0]["functions"]["g"]["latency"]["sum"] = 3.0  # the same id, now whole
+    assert store.ingest(broken) is True
+    stats = store.version_stats("digits", "2.0.0")
+    assert (stats.devices, stats.calls, stats.functions["g"]["calls"]) == (1, 2, 2)

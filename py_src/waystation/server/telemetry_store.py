@@ -196,24 +196,26 @@ class TelemetryStore:
         """Add a checked report's numbers; False (and nothing added) if its id was ingested before."""
         received = int(time.time() * 1000) if received_ms is None else received_ms
         rows = _Rows(report, received // _MINUTE)
+        made: dict[_Series, int] = {}
         with self._db.transaction() as db:
             if db.execute("INSERT OR IGNORE INTO reports VALUES (?, ?)", (report["id"], received)).rowcount == 0:
                 return False
             for sql, table in rows.tables():
                 if table:
-                    db.executemany(sql, [(self._series_id(db, row[0]), *row[1:]) for row in table])
+                    db.executemany(sql, [(self._series_id(db, row[0], made), *row[1:]) for row in table])
+        # Remembered once committed: an id from a transaction rolled back would point at nothing.
+        if len(self._series) + len(made) > _CACHED_SERIES:
+            self._series.clear()
+        self._series.update(made)
         return True
 
-    def _series_id(self, db: sqlite3.Connection, series: _Series) -> int:
-        """The id of a series, made on first use; ids never change, so they are remembered."""
-        found = self._series.get(series)
+    def _series_id(self, db: sqlite3.Connection, series: _Series, made: dict[_Series, int]) -> int:
+        """The id of a series, made on first use (ids never change, so they are remembered)."""
+        found = self._series.get(series) or made.get(series)
         if found is None:
             db.execute("INSERT OR IGNORE INTO series (bundle, version, kind, name) VALUES (?, ?, ?, ?)", series)
-            found = int(db.execute("SELECT id FROM series WHERE bundle = ? AND version = ? AND kind = ? AND name = ?",
-                                   series).fetchone()[0])
-            if len(self._series) >= _CACHED_SERIES:
-                self._series.clear()
-            self._series[series] = found
+            found = made[series] = int(db.execute(
+                "SELECT id FROM series WHERE bundle = ? AND version = ? AND kind = ? AND name = ?", series).fetchone()[0])
         return found
 
     def version_stats(self, bundle: str, version: str, since_ms: int | None = None, *,
