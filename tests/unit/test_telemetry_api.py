@@ -7,6 +7,7 @@ import itertools
 import json
 import random
 import re
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -331,3 +332,19 @@ def test_nothing_is_decided_below_the_devices_minimum(server: Server, data: Path
     # The tenth installation: now it is decided.
     send(server, name, "1.0.1", 1, [5.0] * 10, errors=10)
     assert wait_for_halt(data, name, device)["halt_reason"] == "halted: error rate 100.0% > 5% over 10 devices"
+
+
+def test_a_report_the_store_cannot_take_now_is_refused_with_503_and_taken_later(server: Server, data: Path,
+                                                                                 bundle: str) -> None:
+    sent = a_report(bundle)
+    lock = sqlite3.connect(data / "telemetry.sqlite3", timeout=1)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")  # another process holding the write lock past the store's 10 s
+        answer = post(server, sent)
+    finally:
+        lock.rollback()
+        lock.close()
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "30"
+    assert "send it again later" in answer.json()["error"]
+    assert post(server, sent).status_code == 202  # nothing of it was stored: the same id is new
+    assert TelemetryStore(data).version_stats(bundle, "1.0.0").calls == 3

@@ -6,7 +6,8 @@
 Both are unauthenticated (devices are anonymous) and refuse, with {"error"} naming the field:
 400 a body out of shape, 413 past telemetry_report_bytes / log_upload_bytes (BodyLimit),
 422 a bundle version the registry does not hold (nothing of the report is stored), 429 with
-Retry-After past telemetry_reports_per_minute from one address (both routes share the budget).
+Retry-After past telemetry_reports_per_minute from one address (both routes share the budget),
+503 with Retry-After when SQLite cannot store it now (a lock held too long, a full disk).
 
 Parsing, checking and storing run on one thread of the API's own: SQLite sees a single writer
 (no waiting on its lock), and the event loop only counts the address's budget and hands the
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +48,7 @@ T = TypeVar("T")
 _log = logging.getLogger("waystation.server.telemetry")
 _CACHED_MANIFESTS = 256
 _NO_STORE = {"Cache-Control": "no-store"}
+_BUSY_RETRY_SECONDS = 30
 _COMPACT_EVERY = 600.0  # seconds between foldings of old minutes and hours (telemetry_store.compact)
 
 
@@ -111,6 +114,10 @@ def telemetry_routes(data: Path, config: ServerConfig, registry: Registry | None
             return await off_loop(lambda: work(body))
         except Refused as exc:
             return _error(exc.status, str(exc))
+        except sqlite3.OperationalError as exc:  # locked past its timeout by another process, or the disk
+            _log.warning("telemetry not stored: %s", exc)
+            return _error(503, f"the server could not store this now ({exc}): send it again later",
+                          {"Retry-After": str(_BUSY_RETRY_SECONDS)})
 
     compacted_at: list[float] = []  # when the store was last compacted (monotonic), once it has been
 
