@@ -245,14 +245,19 @@ function db() {
  * This installation's id: random, kept on the device, a new one every calendar month (UTC), so
  * reports of different months cannot be linked. Never the rollout device id.
  */
+/** The calendar month now (UTC), e.g. "2026-12". */
+function month() {
+  return new Date().toISOString().slice(0, 7);
+}
+
 async function installationId() {
-  const month = new Date().toISOString().slice(0, 7);
+  const thisMonth = month();
   const tx = (await db()).transaction("meta", "readwrite");
   const meta = tx.objectStore("meta");
   const held = await done(meta.get("installation"));
-  if (held?.month === month) return /** @type {string} */ (held.id);
+  if (held?.month === thisMonth) return /** @type {string} */ (held.id);
   const id = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
-  meta.put({ id, month }, "installation");
+  meta.put({ id, month: thisMonth }, "installation");
   await done(tx);
   return id;
 }
@@ -309,7 +314,16 @@ class TelemetrySender {
     this.onHide = () => {
       if (document.visibilityState === "hidden") void this.seal().then(() => this.send()).catch(() => {});
     };
-    this.onPageHide = () => void this.seal().catch(() => {});
+    this.onPageHide = () => this.sealOnExit();
+    /** @type {{id: string, month: string} | null} the installation id, read once (a page going away has no time to) */
+    this.installation = null;
+    /** @type {IDBDatabase | null} the outbox's database once open, for the same reason */
+    this.database = null;
+    this.ready = Promise.all([installationId(), db()]).then(([id, database]) => {
+      this.installation = { id, month: month() };
+      this.database = database;
+    });
+    this.ready.catch(() => {});
     addEventListener("online", this.onOnline);
     addEventListener("pagehide", this.onPageHide);
     document.addEventListener("visibilitychange", this.onHide);
@@ -330,13 +344,51 @@ class TelemetrySender {
     this.timer = null;
     if (!period) return this.sealing;
     this.sealing = this.sealing.then(async () => {
-      const report = { schema: 1, id: crypto.randomUUID(), installation: await installationId(), start: period.start, end: period.end,
-        device: this.device(), bundles: period.bundles };
-      const body = JSON.stringify(report);
-      if (body.length > MAX_REPORT_BYTES) console.warn(`waystation: a telemetry report of ${body.length} bytes is over the server's ${MAX_REPORT_BYTES}`);
-      await Outbox.put(report.id, body);
+      const { id, body } = this.report(period, await installationId());
+      await Outbox.put(id, body);
     }).catch((err) => console.warn(`waystation: telemetry report not kept: ${err.message}`));
     return this.sealing;
+  }
+
+  /**
+   * A period as a report: its id and the JSON text sent.
+   * @param {{start: number, end: number, bundles: object[]}} period @param {string} installation
+   */
+  report(period, installation) {
+    const report = { schema: 1, id: crypto.randomUUID(), installation, start: period.start, end: period.end,
+      device: this.device(), bundles: period.bundles };
+    const body = JSON.stringify(report);
+    if (body.length > MAX_REPORT_BYTES) console.warn(`waystation: a telemetry report of ${body.length} bytes is over the server's ${MAX_REPORT_BYTES}`);
+    return { id: report.id, body };
+  }
+
+  /**
+   * The page is going away (pagehide): seal what is counted without awaiting anything, since
+   * nothing awaited here would run. The report is written to the outbox in a transaction
+   * committed at once, and, online, also sent with a keepalive request that outlives the page;
+   * if both arrive, the next page sends it again and the server counts it once by its id.
+   */
+  sealOnExit() {
+    const thisMonth = month();
+    if (!this.installation || !this.database || this.installation.month !== thisMonth) {
+      void this.seal().catch(() => {}); // not ready yet (or a new month): the slower path, best effort
+      return;
+    }
+    const period = this.aggregator.take();
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    if (!period) return;
+    const { id, body } = this.report(period, this.installation.id);
+    try {
+      const tx = this.database.transaction("reports", "readwrite");
+      tx.objectStore("reports").put({ id, at: Date.now(), seq: kept++, bytes: body.length, body });
+      tx.commit();
+    } catch (err) {
+      console.warn(`waystation: telemetry report not kept: ${/** @type {Error} */ (err).message}`);
+    }
+    if (navigator.onLine && body.length <= MAX_REPORT_BYTES) {
+      fetch(this.url, { method: "POST", headers: { "Content-Type": "application/json" }, body, keepalive: true }).catch(() => {});
+    }
   }
 
   /** What would be sent next: the period so far sealed, and every report waiting. */

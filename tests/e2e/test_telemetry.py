@@ -339,3 +339,38 @@ def test_the_outbox_is_bounded_the_oldest_reports_dropped(context: BrowserContex
     assert len(kept["ids"]) == kept["max"]
     assert kept["ids"] == [f"r{i}" for i in range(5, kept["max"] + 5)]  # r0..r4 dropped, the rest oldest first
     assert to_server(requests) == []  # keeping is not sending
+
+
+
+@pytest.mark.parametrize("offline", [False, True], ids=["online", "offline"])
+def test_calls_not_yet_reported_when_the_page_goes_away_are_sent_by_the_next_page(context: BrowserContext, tele_server,
+                                                                                    offline: bool) -> None:
+    page, requests = probe(context, tele_server)
+    page.evaluate(OPEN, {"telemetry": True})
+    page.evaluate(CALLS, [{"ms": 1}] * 7)
+    [first] = page.evaluate("app.telemetry.pending()")  # sealed, kept, not sent
+    page.evaluate(CALLS, [{"ms": 1}] * 5)  # neither sealed nor flushed: the page goes away with them
+    if offline:  # only the outbox can keep them: no request leaves
+        context.set_offline(True)
+        page.goto("about:blank")
+        context.set_offline(False)
+        page.goto(tele_server.url + PROBE_PAGE)
+    else:  # the page may send them itself as it goes (keepalive), and keeps them too
+        page.reload()
+    page.evaluate(OPEN, {"telemetry": True})  # a page that opts in sends what earlier ones left
+
+    def ours() -> list[dict]:
+        # Accepted (202), or already had (200): the page going away may have sent it itself.
+        bodies = {(b := json.loads(r.post_data or "{}"))["id"]: b for r in requests
+                  if "/api/telemetry" in r.url and r.response() is not None and r.response().status in (200, 202)}
+        return [b for b in bodies.values() if b["installation"] == first["installation"]]
+
+    for _ in range(150):
+        if sum(b["bundles"][0]["functions"].get("wait", {}).get("calls", 0) for b in ours()) >= 12:
+            break
+        page.wait_for_timeout(200)
+    sent = ours()
+    assert sum(b["bundles"][0]["functions"].get("wait", {}).get("calls", 0) for b in sent) == 12, sent
+    assert first["id"] in [b["id"] for b in sent] and len(sent) == 2
+    for report in sent:
+        assert reports_received(tele_server, report["id"]) == 1
