@@ -49,7 +49,7 @@ class FleetUpdates {
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this._timer = undefined;
     this._stopped = false;
-    /** @type {Set<string>} versions this App was told of already ("updatestaged" once each) */
+    /** @type {Set<string>} moves ("1.0.0 -> 1.0.1") this App was told of already: "updatestaged" once each */
     this._told = new Set();
     /** @type {Set<string>} versions whose activation failed here: not tried again by this App */
     this._failed = new Set();
@@ -110,18 +110,21 @@ class FleetUpdates {
     const running = this.app.version;
     const revoked = new Set(status.revoked);
     if (running && revoked.has(running)) await this._leave(running, active && !revoked.has(active) ? active : null);
-    if (!update || this._failed.has(update.to)) return;
+    // A check-in made while this App was activating that version already is old news.
+    if (!update || update.to === this.app.version || this._failed.has(update.to)) return;
+    // Told once per move from the running version (back to a version it left is a move again).
+    const move = `${this.app.version} -> ${update.to}`;
     if (update.state === "deferred") {
-      if (!this._told.has(`deferred ${update.to}`)) this._emit("updatedeferred", update);
-      this._told.add(`deferred ${update.to}`);
+      if (!this._told.has(`deferred ${move}`)) this._emit("updatedeferred", update);
+      this._told.add(`deferred ${move}`);
       return;
     }
     if (this.app._revoked) {
       await this._activate(update.to, "now").catch(() => {}); // anything good beats refusing every call
       return;
     }
-    if (this._told.has(update.to)) return;
-    this._told.add(update.to);
+    if (this._told.has(move)) return;
+    this._told.add(move);
     this._emit("updatestaged", { ...update, policy: this.updates });
     if (this.updates === "now" || this.updates === "next-load") {
       await this._activate(update.to, this.updates).catch(() => {});

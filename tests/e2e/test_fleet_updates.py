@@ -8,12 +8,18 @@ digits 1.0.0 is installed), then a second App on the same device with background
 short check interval, and publishes versions into the running server's registry. Versions are
 1.0.1's files (a new workflow function, a 1 MiB data file) under numbers of each test's own, so
 that a revoke in one test touches no other.
+
+Last, the whole loop with the server's telemetry: four browser contexts as devices report their
+calls, and a guarded 50% rollout of a release whose calls fail, then of one that is slow, halts
+by itself; the devices on it go back to the previous version at their next check-in.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +27,12 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, Page
 
-from waystation.bundles.builder import manifest_text
+from waystation.bundles.builder import build_bundle, manifest_text
 from waystation.bundles.signing import dev_key, sign_manifest
-from waystation.server.registry import Registry
+from waystation.server.registry import Registry, bucket
 
-from .conftest import BOOT_TIMEOUT_MS, wait_ready
-from .test_bundle_updates import make_v2
+from .conftest import BOOT_TIMEOUT_MS, csp_checked, wait_ready
+from .test_bundle_updates import ROOT, make_v2
 
 # A second App of digits on this page, with background updates; its events kept in `fleetEvents`.
 OPEN_FLEET = """async (options) => {
@@ -63,9 +69,9 @@ def fleet_server(start_server) -> Iterator[Any]:
     server.stop()
 
 
-def renumbered(v2: Path, tmp: Path, version: str) -> Path:
-    """1.0.1's files as digits `version` (parent 1.0.0), signed with the site's key."""
-    folder = shutil.copytree(v2, tmp / "digits" / version)
+def renumbered(built: Path, tmp: Path, version: str) -> Path:
+    """A built version's files as digits `version` (parent 1.0.0), signed with the site's key."""
+    folder = shutil.copytree(built, tmp / "digits" / version)
     data = json.loads((folder / "manifest.json").read_text())
     data.update(version=version, parent="1.0.0")
     (folder / "manifest.json").write_text(manifest_text(sign_manifest(data, dev_key())))
@@ -170,3 +176,75 @@ def test_data_saver_defers_a_large_update_and_says_why(context, fleet_server, v2
     page.wait_for_timeout(3 * CHECK_MS)
     assert chunk_requests == [] and page.evaluate("fleet.version") == "1.0.0"
     assert len(events(page, "updatedeferred")) == 1  # told once
+
+
+# ---- automatic halts: devices' telemetry stops a guarded rollout, and its devices move back ----
+
+FEATURES = [[0.0] * 64]
+CALL_AND_REPORT = """async (features) => {
+  const codes = [];
+  for (let i = 0; i < 6; i++) {
+    try { await fleet.call("classify_features", { features }); codes.push("ok"); } catch (e) { codes.push(e.name); }
+  }
+  const sent = await fleet.telemetry.flush();
+  return { codes, sent: sent.sent, version: fleet.version };
+}"""
+
+
+def faulty_build(tmp: Path, kind: str) -> Path:
+    """digits built with a classify_features that raises ("broken") or takes 300 ms more ("slow"); renumber it."""
+    source = shutil.copytree(ROOT / "models" / "digits", tmp / f"{kind}-source", ignore=shutil.ignore_patterns("__pycache__"))
+    fault = {"broken": '    raise RuntimeError("this release is broken on purpose")\n',
+             "slow": "    import time\n    until = time.perf_counter() + 0.3\n"
+                     "    while time.perf_counter() < until:\n        pass\n"}[kind]
+    text = (source / "workflow.py").read_text()
+    head = 'async def classify_features(ctx, features: list[list[float]]) -> list[dict]:\n'
+    doc = '    """Classify a batch of ready 8x8 feature vectors (64 values in 0-16 each), as in the data set."""\n'
+    assert head + doc in text
+    (source / "workflow.py").write_text(text.replace(head + doc, head + doc + fault))
+    config = (source / "bundle.toml").read_text().replace('version = "1.0.0"', 'version = "1.9.0"\nparent = "1.0.0"')
+    (source / "bundle.toml").write_text(config)
+    return build_bundle(source, tmp / f"{kind}-built", progress=lambda _m: None, key=dev_key(),
+                        chunk_store=tmp / f"{kind}-built" / "chunks")
+
+
+def version_for(devices: list[str], inside: list[bool], prefix: str) -> str:
+    """A version number whose 50% rollout includes exactly the devices marked inside (buckets are per version)."""
+    for n in range(10_000):
+        version = f"{prefix}.{n}"
+        if [bucket(d, "digits", version) < 50 for d in devices] == inside:
+            return version
+    raise AssertionError("no version number splits these devices as asked")
+
+
+def test_a_guarded_rollout_halts_by_itself_and_its_devices_move_back(browser, start_server, tmp_path):
+    server = start_server()  # its own registry and telemetry
+    registry = Registry(server.data)
+    builds = {kind: faulty_build(tmp_path, kind) for kind in ("broken", "slow")}
+    with contextlib.ExitStack() as stack:
+        # Four devices: each browser context has its own storage, so its own rollout id and installation.
+        pages = [boot(stack.enter_context(csp_checked(browser)), server, "stable", updates="now", telemetry=True)
+                 for _ in range(4)]
+        ids = [page.evaluate("fleet.versions().then((v) => v.device)") for page in pages]
+        inside = [True, True, False, False]
+        for kind, prefix, rules, reason in [("broken", "1.1", "errors>50%,devices>=2", "halted: error rate 100.0% > 50%"),
+                                            ("slow", "1.2", "p95>3x,devices>=2", "halted: p95 ")]:
+            version = version_for(ids, inside, prefix)
+            registry.add_version(renumbered(builds[kind], tmp_path / kind, version))
+            registry.release("digits", version, "stable", 50, halt_if=rules)
+            for page, new in zip(pages, inside, strict=True):
+                if new:
+                    wait_version(page, version)
+            for page, new in zip(pages, inside, strict=True):
+                out = page.evaluate(CALL_AND_REPORT, FEATURES)
+                assert out["version"] == (version if new else "1.0.0") and out["sent"] >= 1, out
+                assert out["codes"] == ["workflow-error" if new and kind == "broken" else "ok"] * 6, out
+            deadline = time.monotonic() + 60
+            while (halted := registry.history("digits")[0])["halted_at"] is None:
+                assert time.monotonic() < deadline, f"{version} was not halted: {registry.history('digits')[:2]}"
+                time.sleep(0.2)
+            assert halted["version"] == version and halted["halt_reason"].startswith(reason), halted
+            assert registry.resolve_version("digits", "stable", ids[0]) == "1.0.0"
+            for page in pages:  # the devices on it go back at their next check-in
+                wait_version(page, "1.0.0")
+                assert page.evaluate(ANSWER, "fleet") == {"ok": True, "version": "1.0.0", "right": True}
