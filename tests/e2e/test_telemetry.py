@@ -374,3 +374,21 @@ def test_calls_not_yet_reported_when_the_page_goes_away_are_sent_by_the_next_pag
     assert first["id"] in [b["id"] for b in sent] and len(sent) == 2
     for report in sent:
         assert reports_received(tele_server, report["id"]) == 1
+
+
+def test_a_check_in_that_says_logging_is_on_has_the_lines_uploaded(context: BrowserContext, tele_server) -> None:
+    Registry(tele_server.data).set_logging("tele", "stable", 100, "info")  # every device of the channel
+    try:
+        page, _ = probe(context, tele_server)
+        if not page.evaluate("fetch('/sw/checkin.js').then((r) => r.ok)"):
+            pytest.skip("this site's service worker makes no check-ins")
+        page.evaluate(OPEN, {"telemetry": True})
+        settle_check_ins(page)  # the service worker's check-in at open, told to the page
+        assert page.evaluate("checkins.at(-1).status.logging") == {"level": "info"}
+        ms = 1 + secrets.randbelow(1000) / 1000
+        page.evaluate(CALLS, [{"ms": ms}])
+        page.wait_for_function("app.telemetry.flush().then((r) => r.logLines === 1)", timeout=30_000)
+        messages = [line["message"] for line in LogStore(tele_server.data).recent("tele", limit=20)]
+        assert f"waited {ms} ms" in messages
+    finally:
+        Registry(tele_server.data).set_logging("tele", "stable", 0, "info")
