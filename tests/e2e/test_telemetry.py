@@ -3,7 +3,8 @@
 A fresh server publishes "tele" 1.0.0 on stable: a workflow whose `wait(ms)` busy-waits `ms`
 milliseconds (known latencies), raises for a negative `ms` (a workflow-error) and records the
 declared signal `score`; its manifest declares an alert "slow" on wait's p95 above 100 ms after
-5 calls (a call of this shared machine's busiest moments stays well under it). Every request of each session is recorded.
+5 calls (a call of this shared machine's busiest moments stays well under it) and one "drift" on
+the PSI of `score` against a uniform reference above 0.5. Every request of each session is recorded.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def wait(ctx, ms: float, score: float = 0.5) -> dict:
 '''
 TELEMETRY = {
     "signals": {"score": {"edges": ["0.25", "0.5", "0.75"], "reference": [1, 1, 1, 1]}},
-    "alerts": [{"name": "slow", "function": "wait", "p95_ms": "100", "min_calls": 5}],
+    "alerts": [{"name": "slow", "function": "wait", "p95_ms": "100", "min_calls": 5},
+               {"name": "drift", "signal": "score", "psi": "0.5", "min_calls": 5}],
 }
 GAMMA = 1.04
 
@@ -231,11 +233,16 @@ def test_two_tabs_send_a_waiting_report_once(context: BrowserContext, tele_serve
 def test_a_declared_alert_fires_once_when_crossed(context: BrowserContext, tele_server) -> None:
     page, _ = probe(context, tele_server)
     page.evaluate(OPEN, {"telemetry": False})  # alerts are the page's, opted in or not
-    fast = page.evaluate(CALLS, [{"ms": 0}] * 6)
+    spread = [{"ms": 0, "score": s} for s in (0.1, 0.3, 0.6, 0.9, 0.2, 0.7)]  # as the reference: no drift
+    fast = page.evaluate(CALLS, spread)
     assert page.evaluate("alerts") == [], fast  # p95 of quick calls: under 100 ms
-    page.evaluate(CALLS, [{"ms": 250}] * 4)  # 4 of 10 calls slow: p95 crosses 100 ms
-    page.evaluate(CALLS, [{"ms": 250}] * 4)  # and stays above: no second event
-    [alert] = page.evaluate("alerts")
+    page.evaluate(CALLS, [{"ms": 250, "score": 0.6}] * 4)  # 4 of 10 calls slow: p95 crosses 100 ms
+    page.evaluate(CALLS, [{"ms": 250, "score": 0.6}] * 4)  # and stays above: no second event
+    fired = page.evaluate("alerts")
+    assert sorted(a["name"] for a in fired) == ["drift", "slow"]  # each once; scores piling into one bin drifted
+    drift, alert = sorted(fired, key=lambda a: a["name"])
+    assert {k: drift[k] for k in ("name", "metric", "threshold")} == {"name": "drift", "metric": "psi", "threshold": 0.5}
+    assert drift["value"] > 0.5
     assert {k: alert[k] for k in ("name", "bundle", "version", "metric", "threshold")} == {
         "name": "slow", "bundle": "tele", "version": "1.0.0", "metric": "p95_ms", "threshold": 100}
     assert 100 < alert["value"] <= 2000  # the p95 when it crossed: a slow call's, or the slowest quick one's
