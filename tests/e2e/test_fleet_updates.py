@@ -157,6 +157,9 @@ def test_a_device_holding_only_a_revoked_version_refuses_calls_until_a_good_one_
     assert events(page, "revoked") == [{"version": "1.0.0", "to": None, "message": message}]
     for app in ("fleet", "app"):  # the demo's App heard the same check-in
         assert page.evaluate(ANSWER, app) == {"ok": False, "name": "revoked", "message": message, "version": "1.0.0"}
+    reopen = ("import('/waystation.js').then((m) => m.open({ bundle: 'digits' }))"
+              ".then((a) => a.version, (e) => [e.name, e.message])")
+    assert page.evaluate(reopen) == ["revoked", message]  # a new open() does not run it either
     registry.publish(renumbered(v2, tmp_path, "1.4.0"), "stable")
     wait_version(page, "1.4.0")  # anything good beats refusing: activated though updates are off
     assert page.evaluate(ANSWER, "fleet") == {"ok": True, "version": "1.4.0", "right": True}
