@@ -251,3 +251,16 @@ def test_a_guarded_rollout_halts_by_itself_and_its_devices_move_back(browser, st
             for page in pages:  # the devices on it go back at their next check-in
                 wait_version(page, "1.0.0")
                 assert page.evaluate(ANSWER, "fleet") == {"ok": True, "version": "1.0.0", "right": True}
+
+
+def test_a_restarted_service_worker_checks_in_at_its_first_request(context, fleet_server, v2, tmp_path):
+    """The page asks only every 10 minutes here: what finds the new release is the service worker's own start."""
+    page = boot(context, fleet_server, "fleet-start", updates="now", checkIntervalMs=600_000)
+    page.wait_for_function("fleetEvents.some((e) => e.type === 'checkin')", timeout=30_000)
+    Registry(fleet_server.data).publish(renumbered(v2, tmp_path, "1.6.0"), "fleet-start")
+    cdp = context.new_cdp_session(page)
+    cdp.send("ServiceWorker.enable")
+    cdp.send("ServiceWorker.stopAllWorkers")  # as the browser stops an idle one
+    page.evaluate("fetch('/style.css').then((r) => r.ok)")  # its next request starts it again
+    wait_version(page, "1.6.0")
+    assert [(e["from"], e["to"]) for e in events(page, "updatestaged")] == [("1.0.0", "1.6.0")]
