@@ -10,7 +10,10 @@
 //
 // Revoke is never optional: an App running a revoked version moves to the version the store
 // moved to (a "revoked" event, as rollback() answers), or, with no other version on the device,
-// refuses calls with a WaystationError named "revoked" until a good version arrives.
+// refuses calls with a WaystationError named "revoked" until a good version arrives. Nor is a
+// withdrawal (`waystation bundle rollback`, an automatic halt): an App running the withdrawn
+// version moves back to the one the device held before (a "withdrawn" event); holding none, it
+// keeps answering, since a withdrawn version is not known to be harmful, only no longer served.
 //
 // The page drives the checks the service worker cannot schedule itself: one when the App opens,
 // one on each `online` event, and one every checkAfterSeconds the server says (900 by default;
@@ -28,7 +31,8 @@ const DEFAULT_CHECK_MS = 900_000;
  * @typedef {{state: "staged" | "deferred", from: string | null, to: string, reason?: string, message?: string,
  *   fetchBytes?: number, fetchedBytes?: number, totalBytes?: number, stored?: string}} UpdateOutcome
  * @typedef {{bundle: string, status: {version: string | null, revoked: string[], logging: object | null,
- *   checkAfterSeconds: number}, active: string | null, moved: {from: string, to: string} | null,
+ *   withdrawn?: string[], checkAfterSeconds: number}, active: string | null,
+ *   moved: {from: string, to: string, reason: "revoked" | "withdrawn"} | null,
  *   update: UpdateOutcome | null}} CheckIn
  */
 
@@ -106,10 +110,11 @@ class FleetUpdates {
   async _act(checkIn) {
     if (this._stopped) return;
     this._emit("checkin", checkIn);
-    const { status, active, update } = checkIn;
+    const { status, active, update, moved } = checkIn;
     const running = this.app.version;
     const revoked = new Set(status.revoked);
     if (running && revoked.has(running)) await this._leave(running, active && !revoked.has(active) ? active : null);
+    else if (running && moved?.reason === "withdrawn" && moved.from === running) await this._goBack(running, moved.to);
     // A check-in made while this App was activating that version already is old news.
     if (!update || update.to === this.app.version || this._failed.has(update.to)) return;
     // Told once per move from the running version (back to a version it left is a move again).
@@ -148,6 +153,16 @@ class FleetUpdates {
       this.app._revoked = { version, message };
       this._emit("revoked", { version, to: null, message });
     }
+  }
+
+  /**
+   * Answer with `to` again: the channel withdrew `version` and the store went back (as rollback() does).
+   * @param {string} version @param {string} to
+   */
+  async _goBack(version, to) {
+    const name = this.bundle;
+    await this.app._reopen(to);
+    this._emit("withdrawn", { version, to, message: `${name} ${version} was withdrawn from its channel; ${name} ${to} answers now` });
   }
 
   /**

@@ -1,5 +1,5 @@
 // Background check-ins: ask the server's check-in (GET api/bundles/NAME/channels/CHANNEL/status)
-// what this device should run, stop using revoked versions, and stage a new version through the
+// what this device should run, stop using revoked versions, go back from withdrawn ones, and stage a new version through the
 // Updater (delta, verified) when the page that opened the bundle asked for updates. Activating a
 // staged version is the page's: it runs the smoke check in a fresh worker (web/fleet_updates.js).
 //
@@ -18,11 +18,11 @@ export { CheckIns, SAVE_DATA_LIMIT };
 /**
  * @typedef {import("./bundle-store.js").BundleStore} BundleStore
  * @typedef {import("./updater.js").Updater} Updater
- * @typedef {{channel: string, version: string | null, sha256: string | null, revoked: string[],
+ * @typedef {{channel: string, version: string | null, sha256: string | null, revoked: string[], withdrawn?: string[],
  *   logging: {level: string} | null, checkAfterSeconds: number}} Status
  * @typedef {{state: "staged" | "deferred", from: string | null, to: string, reason?: string, message?: string,
  *   fetchBytes?: number, fetchedBytes?: number, totalBytes?: number, stored?: string}} UpdateOutcome
- * @typedef {{bundle: string, status: Status, active: string | null, moved: {from: string, to: string} | null,
+ * @typedef {{bundle: string, status: Status, active: string | null, moved: {from: string, to: string, reason: "revoked" | "withdrawn"} | null,
  *   update: UpdateOutcome | null}} CheckIn
  */
 
@@ -73,10 +73,19 @@ class CheckIns {
     if (follow.channel !== before?.channel || follow.updates !== before?.updates) await store.follow(name, follow);
     const status = await this._status(name, follow.channel, await store.deviceId());
     await store.setRevoked(name, status.revoked);
+    // A release the channel withdrew (`waystation bundle rollback`, an automatic halt) is left too when the
+    // device holds the version the channel went back to: going back fetches nothing, and the publisher
+    // withdrew it, so it is not the page's update policy to keep running it. Unlike a revoked version it
+    // stays usable: a device holding nothing older keeps answering with it.
+    const pointers = await store.pointers(name);
+    const leave = new Set(status.revoked);
+    const withdrawn = pointers.active && (status.withdrawn ?? []).includes(pointers.active) && pointers.previous &&
+      (status.version === pointers.previous || status.version === null);
+    if (withdrawn) leave.add(/** @type {string} */ (pointers.active));
     // The store's own moves go through the Updater's lock, so they never interleave with an install or update.
-    const { from, to } = await updater._locked(name, () => store.leaveRevoked(name, new Set(status.revoked)));
+    const { from, to } = await updater._locked(name, () => store.leaveRevoked(name, leave));
     if (from !== to) await store.collectGarbage();
-    const moved = from && to && from !== to ? { from, to } : null;
+    const moved = from && to && from !== to ? { from, to, reason: status.revoked.includes(from) ? "revoked" : "withdrawn" } : null;
     const stuck = to !== null && status.revoked.includes(to); // only a revoked version held: any good one will do
     let update = null;
     if (to && status.version && status.version !== to && (follow.updates !== "off" || stuck)) {

@@ -39,7 +39,8 @@ OPEN_FLEET = """async (options) => {
   const { open } = await import("/waystation.js");
   window.fleetEvents = [];
   window.fleet = await open({ bundle: "digits", ...options });
-  const kinds = ["checkin", "updatestaged", "updateactivated", "updatedeferred", "updateavailable", "updatefailed", "revoked"];
+  const kinds = ["checkin", "updatestaged", "updateactivated", "updatedeferred", "updateavailable", "updatefailed", "revoked",
+                 "withdrawn"];
   const plain = (detail) => JSON.parse(JSON.stringify(detail, (k, v) => (k === "error" ? String(v) : v)));
   for (const type of kinds) fleet.addEventListener(type, (e) => fleetEvents.push({ type, detail: plain(e.detail) }));
   return fleet.version;
@@ -165,6 +166,25 @@ def test_a_device_holding_only_a_revoked_version_refuses_calls_until_a_good_one_
     assert page.evaluate(ANSWER, "fleet") == {"ok": True, "version": "1.4.0", "right": True}
     held = page.evaluate("fleet.versions()")
     assert (held["active"], held["previous"]) == ("1.4.0", None), held
+
+
+def test_a_rolled_back_release_is_left_at_the_next_check_in_whatever_the_update_policy(context, fleet_server, v2, tmp_path):
+    """`waystation bundle rollback` reaches a device whose page never asks for updates (updates off)."""
+    page = boot(context, fleet_server, "fleet-withdraw")  # updates off, the default
+    registry = Registry(fleet_server.data)
+    registry.release("digits", "1.0.0", "fleet-withdraw")
+    registry.publish(renumbered(v2, tmp_path, "1.7.0"), "fleet-withdraw")
+    assert page.evaluate("fleet.update({ channel: 'fleet-withdraw' }).then((r) => r.to)") == "1.7.0"  # the page asked once
+    assert page.evaluate(ANSWER, "fleet") == {"ok": True, "version": "1.7.0", "right": True}
+    registry.rollback("digits", "fleet-withdraw")
+    wait_version(page, "1.0.0")  # no update() call: the check-in took it back
+    assert events(page, "withdrawn") == [{"version": "1.7.0", "to": "1.0.0",
+                                          "message": "digits 1.7.0 was withdrawn from its channel; digits 1.0.0 answers now"}]
+    assert page.evaluate(ANSWER, "fleet") == {"ok": True, "version": "1.0.0", "right": True}
+    held = page.evaluate("fleet.versions()")
+    assert held["active"] == "1.0.0" and events(page, "revoked") == []
+    page.wait_for_timeout(3 * CHECK_MS)  # and it stays back: the channel serves 1.0.0
+    assert page.evaluate("fleet.version") == "1.0.0" and len(events(page, "withdrawn")) == 1
 
 
 def test_data_saver_defers_a_large_update_and_says_why(context, fleet_server, v2, tmp_path, chunk_requests):

@@ -53,7 +53,7 @@ def test_each_device_is_told_its_version_and_the_manifests_sha256(server, bundle
         response = status(server, name, device)
         assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
         assert response.json() == {"bundle": name, "channel": "stable", "version": version,
-                                   "sha256": sha(registry, name, version), "revoked": [],
+                                   "sha256": sha(registry, name, version), "revoked": [], "withdrawn": [],
                                    "logging": None, "checkAfterSeconds": CHECK_AFTER_SECONDS}
 
 
@@ -66,6 +66,17 @@ def test_a_revoked_version_is_listed_and_never_the_answer(server, bundle):
     assert (answer["version"], answer["sha256"], answer["revoked"]) == ("1.0.0", sha(registry, name, "1.0.0"), ["1.0.1"])
     nobody = status(server, name, "d1", channel="nowhere").json()  # no release there: no version, still the revoked list
     assert (nobody["version"], nobody["sha256"], nobody["revoked"]) == (None, None, ["1.0.1"])
+
+
+def test_a_rolled_back_or_halted_version_is_listed_as_withdrawn_until_released_again(server, bundle):
+    registry, name = bundle
+    registry.release(name, "1.0.1", "stable", 100)
+    registry.rollback(name, "stable")
+    answer = status(server, name, "d1").json()
+    assert (answer["version"], answer["withdrawn"], answer["revoked"]) == ("1.0.0", ["1.0.1"], [])
+    assert status(server, name, "d1", channel="nowhere").json()["withdrawn"] == []  # per channel
+    registry.release(name, "1.0.1", "stable", 100)  # released again: served, no longer withdrawn
+    assert (status(server, name, "d1").json()["version"], status(server, name, "d1").json()["withdrawn"]) == ("1.0.1", [])
 
 
 def test_remote_logging_reaches_the_devices_inside_its_share(server, bundle):

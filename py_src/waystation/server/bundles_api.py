@@ -6,11 +6,13 @@
 
 The check-in is what a device's background checks ask, small and never cached: the version it
 should run and the sha256 of that manifest (it fetches the manifest only when that differs from
-what it holds), every revoked version (it stops using one it holds), whether it is inside the
-channel's remote-logging share, and when to ask again:
+what it holds), every revoked version (it stops using one it holds), the versions this channel
+withdrew (rolled back or halted: a device running one goes back to the version it held before,
+whatever its page's update policy), whether it is inside the channel's remote-logging share, and
+when to ask again:
 
     {"bundle": "digits", "channel": "stable", "version": "1.0.2", "sha256": "...",
-     "revoked": ["1.0.1"], "logging": {"level": "info"} | null, "checkAfterSeconds": 900}
+     "revoked": ["1.0.1"], "withdrawn": ["1.0.3"], "logging": {"level": "info"} | null, "checkAfterSeconds": 900}
 
 Chunks come from the registry's store (data/chunks), then from the built site's (dist/chunks),
 so bundles built into the site need no publishing to be fetched by chunk. Both answers are
@@ -79,7 +81,7 @@ def bundle_routes(registry: Registry, site: Path) -> list[BaseRoute]:
         inside = logging is not None and logging_bucket(device, name) < logging["share"]
         return {"bundle": name, "channel": channel, "version": version,
                 "sha256": hashlib.sha256(manifest).hexdigest() if manifest is not None else None,
-                "revoked": revoked, "logging": {"level": logging["level"]} if logging and inside else None,
+                "revoked": revoked, "withdrawn": registry.withdrawn(name, channel), "logging": {"level": logging["level"]} if logging and inside else None,
                 "checkAfterSeconds": CHECK_AFTER_SECONDS}
 
     def find_chunk(sha256: str, gzip: bool) -> tuple[Path, bool] | None:

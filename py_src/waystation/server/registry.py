@@ -294,6 +294,15 @@ class Registry:
                               "ORDER BY rowid", (bundle,)).fetchall()
         return [row[0] for row in rows]
 
+    def withdrawn(self, bundle: str, channel: str) -> list[str]:
+        """Versions `channel` served and no longer does: rolled back or halted, with no release of them in force."""
+        with self._db() as db:
+            rows = db.execute("SELECT DISTINCT version FROM releases WHERE bundle = ? AND channel = ? "
+                              "AND rolled_back_at IS NOT NULL AND version NOT IN (SELECT version FROM releases "
+                              "WHERE bundle = ? AND channel = ? AND rolled_back_at IS NULL) ORDER BY version",
+                              (bundle, channel, bundle, channel)).fetchall()
+        return [row[0] for row in rows]
+
     def history(self, bundle: str) -> list[dict[str, Any]]:
         """Every release of every channel of `bundle`, newest first, withdrawn and halted ones included."""
         with self._db() as db:
