@@ -85,7 +85,7 @@ class CheckIns {
     // The store's own moves go through the Updater's lock, so they never interleave with an install or update.
     const { from, to } = await updater._locked(name, () => store.leaveRevoked(name, leave));
     if (from !== to) await store.collectGarbage();
-    const moved = from && to && from !== to ? { from, to, reason: status.revoked.includes(from) ? "revoked" : "withdrawn" } : null;
+    const moved = from && to && from !== to ? { from, to, reason: /** @type {"revoked" | "withdrawn"} */ (status.revoked.includes(from) ? "revoked" : "withdrawn") } : null;
     const stuck = to !== null && status.revoked.includes(to); // only a revoked version held: any good one will do
     let update = null;
     if (to && status.version && status.version !== to && (follow.updates !== "off" || stuck)) {

@@ -81,7 +81,8 @@ def bundle_routes(registry: Registry, site: Path) -> list[BaseRoute]:
         inside = logging is not None and logging_bucket(device, name) < logging["share"]
         return {"bundle": name, "channel": channel, "version": version,
                 "sha256": hashlib.sha256(manifest).hexdigest() if manifest is not None else None,
-                "revoked": revoked, "withdrawn": registry.withdrawn(name, channel), "logging": {"level": logging["level"]} if logging and inside else None,
+                "revoked": revoked, "withdrawn": registry.withdrawn(name, channel),
+                "logging": {"level": logging["level"]} if logging and inside else None,
                 "checkAfterSeconds": CHECK_AFTER_SECONDS}
 
     def find_chunk(sha256: str, gzip: bool) -> tuple[Path, bool] | None:
