@@ -93,3 +93,23 @@ def test_reports_about_other_versions_check_nothing(tmp_path: Path) -> None:
 
     asyncio.run(reports())
     assert len(guard.checks) == 1
+
+
+def test_a_rollout_made_after_the_list_was_read_is_still_checked(tmp_path: Path) -> None:
+    registry, store = setup(tmp_path)
+    registry.rollback("guarded", "stable")  # no guarded rollout when the guard first reads the list
+    guard = CountingGuard(registry, store, ThreadPoolExecutor(1))
+
+    async def reports() -> None:
+        guard.reported({("guarded", "1.0.0")})  # the guard reads the list now: nothing guarded
+        await asyncio.sleep(0.2)
+        registry.release("guarded", "1.0.1", "stable", 20, halt_if="errors>50%,devices>=3")
+        for _ in range(3):  # within the second the list is kept: all of the rollout's reports
+            store.ingest(report("guarded", "1.0.1", functions={"f": ([1.0] * 4, {"e": 4})}))
+            guard.reported({("guarded", "1.0.1")})
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(2.0)
+
+    asyncio.run(reports())
+    halted = registry.history("guarded")[0]
+    assert halted["version"] == "1.0.1" and halted["halt_reason"] == "halted: error rate 100.0% > 50% over 3 devices"

@@ -13,7 +13,9 @@ The checks run on `executor`, never on the event loop, and at most once per `int
 per rollout: a report during a check, or within `interval` of one, schedules one more check at
 the end of that interval, so the last report of a burst is always looked at. The list of guarded
 rollouts is read at most once per `interval` too, so an ingest at full speed costs the registry
-nothing per report.
+nothing per report. A report about a version that list does not guard may concern a rollout made
+since it was read: those versions are looked at once more with a list read after them (one read
+per `interval` at most, whatever the number of reports).
 """
 
 from __future__ import annotations
@@ -49,13 +51,21 @@ class RolloutGuard:
         self._pending: set[_Key] = set()
         self._checked_at: dict[_Key, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # held so that none is collected mid-way
+        self._unseen: set[tuple[str, str]] = set()  # reported versions no rollout in the list guarded, for a second look
 
     def reported(self, versions: Iterable[tuple[str, str]]) -> None:
         """Schedule the checks a stored report about these (bundle, version) pairs calls for; returns at once."""
         self._spawn(self._after_report(set(versions)))
 
-    async def _after_report(self, versions: set[tuple[str, str]]) -> None:
-        for rollout in await self._guarded():
+    async def _after_report(self, versions: set[tuple[str, str]], *, second_look: bool = True) -> None:
+        rollouts = await self._guarded()
+        covered = {(r["bundle"], v) for r in rollouts for v in (r["version"], r["previous"])}
+        if second_look and versions - covered:
+            # The list may predate a rollout these reports concern (published within the last interval).
+            if not self._unseen:
+                asyncio.get_running_loop().call_later(self.interval, self._look_again)
+            self._unseen |= versions - covered
+        for rollout in rollouts:
             key = (rollout["bundle"], rollout["channel"], rollout["version"])
             concerned = {(rollout["bundle"], rollout["version"]), (rollout["bundle"], rollout["previous"])}
             if key in self._pending or not concerned & versions:
@@ -64,6 +74,12 @@ class RolloutGuard:
             last = self._checked_at.get(key)
             wait = 0.0 if last is None else max(0.0, last + self.interval - self._clock())
             asyncio.get_running_loop().call_later(wait, self._spawn, self._check(key, rollout))
+
+    def _look_again(self) -> None:
+        """The unseen versions against a list read from now on: a rollout made since the last read is in it."""
+        versions, self._unseen = self._unseen, set()
+        self._read_at = None
+        self._spawn(self._after_report(versions, second_look=False))
 
     async def _guarded(self) -> list[dict[str, Any]]:
         """registry.guarded_rollouts(), read again once `interval` has passed (one read for concurrent callers)."""
