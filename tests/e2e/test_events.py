@@ -308,7 +308,11 @@ def test_a_feature_update_reaches_an_open_page_as_a_delta_and_works_offline(devi
     renders = int(page.get_attribute("#items", "data-renders") or 0)
     status = page.evaluate("app.events.syncFeatures()")["features"]["items"]
     assert status["version"] == result["version"] and status["changed"] == 2 and status["full"] == 0, status
-    deltas = [b for b in bodies if b["since"] is not None]
+    # Playwright reports the response (and reads its body) on its own time, maybe after evaluate() returned.
+    for _ in range(50):
+        if deltas := [b for b in bodies if b["since"] is not None]:
+            break
+        page.wait_for_timeout(100)
     assert deltas and all(not b["full"] and len(b["rows"]) == 2 for b in deltas), deltas  # only the 2 rows travelled
     assert status["bytes"] < len(json.dumps(bodies[0])) / 10
     page.wait_for_selector(f"#items[data-renders='{renders + 1}']")  # the page re-rendered from the "data" event
