@@ -74,12 +74,17 @@ class Declared:
     signals: dict[str, int]
 
 
-def check_report(body: dict[str, Any]) -> dict[str, Any]:
-    """`body` if it is a telemetry report of the contract's shape; Refused(400) naming the first bad field."""
-    _keys(body, "the report", _REPORT_KEYS, required=_REPORT_KEYS)
+def _envelope(body: dict[str, Any], what: str, keys: Any) -> None:
+    """The fields every body shares, checked the same way: exactly `keys`, schema 1, a uuid v4 id."""
+    _keys(body, what, keys, required=keys)
     if body["schema"] != 1 or isinstance(body["schema"], bool):
         raise Refused(400, f"schema: {body['schema']!r} is not a schema this server reads (1)")
     _match(body["id"], _UUID4, "id", "a lowercase uuid v4")
+
+
+def check_report(body: dict[str, Any]) -> dict[str, Any]:
+    """`body` if it is a telemetry report of the contract's shape; Refused(400) naming the first bad field."""
+    _envelope(body, "the report", _REPORT_KEYS)
     _match(body["installation"], _INSTALLATION, "installation", "32 lowercase hex digits")
     start, end = _int(body["start"], "start", _MAX_TIME), _int(body["end"], "end", _MAX_TIME)
     if start > end:
@@ -115,10 +120,7 @@ def check_against_manifest(entry: dict[str, Any], index: int, declared: Declared
 
 def check_upload(body: dict[str, Any]) -> dict[str, Any]:
     """`body` if it is a log upload of the contract's shape; Refused(400) naming the first bad field."""
-    _keys(body, "the upload", _UPLOAD_KEYS, required=_UPLOAD_KEYS)
-    if body["schema"] != 1 or isinstance(body["schema"], bool):
-        raise Refused(400, f"schema: {body['schema']!r} is not a schema this server reads (1)")
-    _match(body["id"], _UUID4, "id", "a lowercase uuid v4")
+    _envelope(body, "the upload", _UPLOAD_KEYS)
     _match(body["bundle"], _BUNDLE, "bundle", "a bundle name")
     _match(body["version"], _VERSION, "version", "a bundle version")
     lines = body["lines"]
