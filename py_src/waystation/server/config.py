@@ -64,6 +64,10 @@ class ServerConfig:
     log_upload_bytes: int = 32 << 10  # one upload of remote log lines (413 past it)
     telemetry_keep_days: float = 90.0  # telemetry older than this is forgotten, report ids included
 
+    # --- storage on PostgreSQL (--database / WAYSTATION_DATABASE; SQLite ignores these) ---
+    database_pool_size: int = 10  # connections one instance keeps to PostgreSQL, at most
+    database_timeout: float = 5.0  # seconds to wait for a connection before answering 503
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> ServerConfig:
         """The defaults, each replaced by its `WAYSTATION_<NAME>` from `environ` if set, then by `overrides`."""
