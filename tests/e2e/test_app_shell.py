@@ -31,11 +31,16 @@ UPDATE = {
     "style.css": "\n:root { --app-update: 2; }\n",
     "digits.js": "\nglobalThis.appUpdate = 2;\n",
 }
+# update() may resolve before this page's registration object shows the new worker (the browser
+# tells the page of it separately, seen late under load): wait for its updatefound, within bounds.
 UPDATE_SERVICE_WORKER = """async () => {
   const registration = await navigator.serviceWorker.getRegistration();
   const before = registration.active;
+  const found = new Promise((resolve) => registration.addEventListener("updatefound", resolve, { once: true }));
   await registration.update();
-  const fresh = registration.installing ?? registration.waiting ?? registration.active;
+  const newest = () => registration.installing ?? registration.waiting ?? registration.active;
+  if (newest() === before) await Promise.race([found, new Promise((resolve) => setTimeout(resolve, 15000))]);
+  const fresh = newest();
   if (fresh === before) return "no new service worker";
   while (!["activated", "redundant"].includes(fresh.state)) {
     await new Promise((resolve) => fresh.addEventListener("statechange", resolve, { once: true }));
