@@ -25,10 +25,18 @@ from .registry import Registry
 from .run_api import RunService, run_routes
 from .security_headers import SecurityHeaders
 from .static import SiteFiles
+from .storage import Unavailable
 from .sync import sync_endpoint
 from .telemetry_api import telemetry_routes
 
 __all__ = ["create_app"]
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """A store could not reach PostgreSQL: the request is refused whole, nothing half-written
+    (each write is one transaction), and the client may retry once the database is back."""
+    return JSONResponse({"error": "database-unavailable", "detail": str(exc)}, status_code=503,
+                        headers={"Retry-After": "5"})
 
 
 class _App(Starlette):
@@ -65,7 +73,7 @@ def create_app(site: str | Path = "dist", data: str | Path = "data", config: Ser
         *admin_routes(registry, data, site),
         Mount("/", SiteFiles(directory=site, html=True, check_dir=True), name="site"),
     ]
-    app = _App(routes=routes, lifespan=sync_lifespan,
+    app = _App(routes=routes, lifespan=sync_lifespan, exception_handlers={Unavailable: _database_unavailable},
                middleware=[Middleware(BodyLimit, max_bytes=config.max_body_bytes,
                                       routes={"/api/run/": config.run_body_bytes,
                                               "/api/telemetry": config.telemetry_report_bytes,
