@@ -28,6 +28,7 @@ class ServerConfig:
     max_body_bytes: int = 64 << 10  # largest request body of the JSON APIs (413 past it)
     max_relay_bytes: int = 1 << 20  # one batch of relayed events once decompressed (413 past it)
     ws_ping_seconds: float = 20.0  # WebSocket ping interval; a peer silent for as long again is dropped
+    drain_seconds: float = 0.0  # on SIGTERM, seconds /api/health/ready answers 503 before shutting down (0: none)
 
     # --- accounts ---
     token_hours: float = 168.0  # a login token's lifetime; renewable before it ends

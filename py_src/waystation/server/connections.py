@@ -16,6 +16,14 @@ uvicorn's own settings cover the rest: `timeout_keep_alive` (our `idle_timeout`)
 WebSocket ping interval and timeout (our `ws_ping_seconds`), the largest WebSocket message
 (`max_message_bytes`) and how many unread ones a socket may queue.
 
+Shutdown, behind a load balancer: on SIGTERM the instance first drains for `drain_seconds`
+(the app's `Drain`, `app.state.drain`, is set, so `/api/health/ready` answers 503 and the
+balancer stops choosing it, while everything still in flight is served), then uvicorn shuts
+down as usual: it stops accepting, closes every WebSocket with 1012 (service restart: clients
+reconnect, through the balancer, to another instance), waits for requests in flight, and runs
+the lifespan's shutdown, which writes every buffered sync update. A second SIGTERM, or SIGINT
+(Ctrl+C), skips what is left of the wait.
+
     serve(app, "127.0.0.1", 8000, ServerConfig.from_env())
 """
 
@@ -23,7 +31,10 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import signal
+import time
 from collections.abc import Callable
+from types import FrameType
 from typing import Any, ClassVar
 
 import h11
@@ -34,8 +45,8 @@ from uvicorn.server import ServerState
 from .config import ServerConfig
 
 __all__ = [
-    "GuardedH11Protocol", "connection_cap", "guarded_protocol", "listen_backlog", "raise_open_files_limit", "serve",
-    "uvicorn_config",
+    "DrainingServer", "GuardedH11Protocol", "connection_cap", "guarded_protocol", "listen_backlog", "raise_open_files_limit",
+    "serve", "uvicorn_config",
 ]
 
 # Descriptors kept back from connections: SQLite, chunk and site files, thread pools, logs.
@@ -170,10 +181,48 @@ def uvicorn_config(app: Any, host: str, port: int, config: ServerConfig, open_fi
     )
 
 
-def serve(app: Any, host: str, port: int, config: ServerConfig, say: Callable[[str], None] = print) -> None:
-    """Run `app` on host:port until interrupted, within `config`'s connection limits."""
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, which on SIGTERM drains for `drain_seconds` before its usual shutdown.
+
+    `drain` is called once the wait starts (it sets what `/api/health/ready` reports). The wait
+    is checked on uvicorn's own tick (every 0.1 s), so nothing runs in the signal handler but
+    the recording of the time.
+    """
+
+    def __init__(self, config: uvicorn.Config, drain: Callable[[], None] | None, drain_seconds: float) -> None:
+        super().__init__(config)
+        self.drain, self.drain_seconds = drain, drain_seconds
+        self.drain_deadline: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig != signal.SIGTERM or self.drain_seconds <= 0 or self.drain_deadline is not None or self.should_exit:
+            if self.drain is not None:
+                self.drain()  # a shutdown without the wait still stops /ready answering 200
+            super().handle_exit(sig, frame)
+            return
+        self._captured_signals.append(sig)  # uvicorn raises it again once shut down, as it does for its own
+        if self.drain is not None:
+            self.drain()
+        self.drain_deadline = time.monotonic() + self.drain_seconds
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.drain_deadline is not None and time.monotonic() >= self.drain_deadline:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+def serve(app: Any, host: str, port: int, config: ServerConfig, say: Callable[[str], None] = print,
+          drain: Callable[[], None] | None = None) -> None:
+    """Run `app` on host:port until interrupted, within `config`'s connection limits.
+
+    `drain` (default: `app.state.drain.start`, if the app has one) is called on SIGTERM, then
+    the server keeps serving `config.drain_seconds` before shutting down.
+    """
     open_files = raise_open_files_limit()
     cap = connection_cap(config, open_files)
     if cap < config.max_connections:
         say(f"max_connections lowered from {config.max_connections} to {cap}: only {open_files} open files allowed")
-    uvicorn.Server(uvicorn_config(app, host, port, config, open_files)).run()
+    if drain is None:
+        found = getattr(getattr(app, "state", None), "drain", None)
+        drain = getattr(found, "start", None)
+    DrainingServer(uvicorn_config(app, host, port, config, open_files), drain, config.drain_seconds).run()
