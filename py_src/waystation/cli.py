@@ -8,6 +8,7 @@
     waystation new NAME [--dir models]
     waystation bundle build models/digits [--out build/bundles] [--key keys/waystation.key] [--force]
     waystation bundle publish build/bundles/digits/1.0.0 --channel stable --rollout 25 [--halt-if RULES] [--data data]
+                              [--static-dir DIR]   # also its chunks to DIR/chunks/, for a static host or CDN
     waystation bundle diff build/bundles/digits/1.0.0 build/bundles/digits/1.0.1 [--json]
     waystation bundle check build/bundles/digits/1.0.1
     waystation bundle rollback --channel stable --bundle digits [--data data]
@@ -154,6 +155,9 @@ def _bundle_parser(bundle: argparse.ArgumentParser) -> None:
     publish.add_argument("--halt-if", default=None, metavar="RULES",
                          help="halt the rollout by itself when devices' telemetry breaks these rules, "
                               "e.g. 'errors>1%%,p95>1.5x,devices>=10' (docs/fleet.md)")
+    publish.add_argument("--static-dir", type=Path, default=None, metavar="DIR",
+                         help="also write the bundle's chunks to DIR/chunks/<sha256>, before the release, for a "
+                              "static host or CDN that devices fetch them from (docs/static-hosting.md)")
     publish.set_defaults(handler=_bundle_publish)
 
     diff = commands.add_parser("diff", help="what a device on bundle A fetches to reach bundle B")
@@ -365,6 +369,12 @@ def _bundle_publish(args: argparse.Namespace) -> None:
     trusted = [p.read_text() for p in args.trusted_key] if args.trusted_key else None
     registry = Registry(args.data)
     manifest = registry.add_version(args.bundle, trusted_keys=trusted, bar=_bar)
+    if args.static_dir is not None:
+        # After the checks (signature, trusted keys, immutability), before devices are told of the release.
+        from .server.static_export import export_chunks
+
+        export = export_chunks(args.bundle, args.static_dir, bar=_bar, warn=_say)
+        print(export.summary(args.static_dir / "chunks"))
     release = registry.release(manifest.name, manifest.version, args.channel, args.rollout, halt_if=halt_if)
     print(f"published {release}" + (f", halted if {halt_if}" if halt_if else ""))
 
