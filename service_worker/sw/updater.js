@@ -3,6 +3,12 @@
 // verify every chunk and every file, and stage the version. Chunks are stored one by one as
 // they arrive, so an update cut short resumes where it stopped: the next try skips them.
 // Activation is the store's (bundle-store.js), after the page's smoke check.
+//
+// Chunks come from `chunks/<sha256>` under this worker's scope, or under the static host the
+// channel API names in its Waystation-Chunk-Base header (a CDN: docs/static-hosting.md). Every
+// chunk is checked against its hash wherever it came from, so that host cannot slip in other
+// bytes; when it fails (down, missing a chunk, refused by CORS or the CSP, wrong bytes) the rest
+// of that download comes from the scope, which serves every published chunk too.
 
 import { UpdateError } from "./errors.js";
 import { parseManifest, sha256Hex, verifySignature } from "./verify.js";
@@ -21,6 +27,7 @@ export { fetchText, Updater };
 
 const DEFAULTS = { channel: "stable", timeoutMs: 30_000, retries: 2, concurrency: 6 };
 const BACKOFF_MS = 250;
+const CHUNK_BASE_HEADER = "Waystation-Chunk-Base";
 const QUOTA_MARGIN = 1.1; // IndexedDB stores a little more than the raw bytes
 
 class Updater {
@@ -96,7 +103,7 @@ class Updater {
    */
   async _stage(name, opts, progress, { firstInstall }) {
     const started = performance.now();
-    const { manifest, text } = await this._manifest(name, opts, firstInstall);
+    const { manifest, text, chunkBase } = await this._manifest(name, opts, firstInstall);
     const plan = await this._plan(name, manifest);
     const result = {
       bundle: name, channel: opts.channel, from: plan.from, to: manifest.version, upToDate: plan.upToDate, state: "installed",
@@ -104,7 +111,7 @@ class Updater {
     };
     if (!plan.upToDate) {
       const state = await this.store.stage(name, manifest.version, text, plan.totalBytes);
-      const fetched = await this._complete(manifest, plan, state, opts, progress);
+      const fetched = await this._complete(manifest, plan, state, { ...opts, chunkBase }, progress);
       Object.assign(result, { state: state === "fetching" ? "verified" : state, fetchedBytes: fetched.bytes, fetchedChunks: fetched.chunks });
     }
     return { ...result, savedBytes: plan.totalBytes - result.fetchedBytes, ms: performance.now() - started };
@@ -114,7 +121,8 @@ class Updater {
    * Fetch the chunks a staged version lacks, then verify its files. An error says what stays
    * active and what is kept for the next try.
    * @param {Manifest} manifest @param {{from: string | null, chunks: Map<string, number>, totalBytes: number}} plan
-   * @param {string} state the staged version's state @param {{concurrency: number, retries: number, timeoutMs: number}} opts
+   * @param {string} state the staged version's state
+   * @param {{concurrency: number, retries: number, timeoutMs: number, chunkBase: URL | null}} opts
    * @param {Progress} progress
    */
   async _complete(manifest, plan, state, opts, progress) {
@@ -167,16 +175,22 @@ class Updater {
 
   /**
    * The manifest this device should run: from the channel API; for a first install, from the
-   * site's own build when no release includes the device (or the host has no API).
+   * site's own build when no release includes the device (or the host has no API). `chunkBase` is
+   * where the channel API says its chunks are (null: the scope, and always for the site's own build).
    * @param {string} name @param {{channel: string, device?: string, timeoutMs: number}} opts @param {boolean} siteFallback
+   * @returns {Promise<{manifest: Manifest, text: string, chunkBase: URL | null}>}
    */
   async _manifest(name, { channel, device, timeoutMs }, siteFallback) {
     const id = device ?? (await this.store.deviceId());
     const api = new URL(`api/bundles/${encodeURIComponent(name)}/channels/${encodeURIComponent(channel)}?device=${encodeURIComponent(id)}`, this.scope);
     let url = api;
     let text;
+    /** @type {URL | null} */
+    let chunkBase = null;
     try {
-      text = await fetchText(api, timeoutMs);
+      const answer = await fetchBody(api, timeoutMs);
+      text = new TextDecoder().decode(answer.bytes);
+      chunkBase = chunkBaseOf(answer.headers, this.scope);
     } catch (err) {
       if (!(err instanceof UpdateError && err.details.status === 404)) throw err;
       if (!siteFallback) throw new UpdateError("not-found", { bundle: name, detail: `channel "${channel}" has no release of it for this device` });
@@ -197,7 +211,7 @@ class Updater {
     if (newer(manifest.runtime, boot.waystation)) {
       throw new UpdateError("incompatible", { bundle: name, version: manifest.version, runtime: manifest.runtime, have: boot.waystation });
     }
-    return { manifest, text };
+    return { manifest, text, chunkBase };
   }
 
   /**
@@ -217,13 +231,17 @@ class Updater {
 
   /**
    * Fetch, check and store `missing` chunks, at most `concurrency` at once; the first failure
-   * that outlives its retries stops the others.
+   * that outlives its retries (at every base) stops the others.
    * @param {[string, number][]} missing @param {Manifest} manifest
-   * @param {{concurrency: number, retries: number, timeoutMs: number}} opts
+   * @param {{concurrency: number, retries: number, timeoutMs: number, chunkBase?: URL | null}} opts
    * @param {(size: number) => void} onChunk called as each chunk is stored
    */
-  async _download(missing, manifest, { concurrency, retries, timeoutMs }, onChunk) {
+  async _download(missing, manifest, { concurrency, retries, timeoutMs, chunkBase }, onChunk) {
     const where = chunkPaths(manifest);
+    // Where chunks are fetched from, in order: the static host first, if any, then the scope. A base
+    // that failed a chunk is dropped for the rest of this download, so a host that is down (or
+    // refused by CORS, or by an older CSP this worker still runs under) costs its retries once.
+    const bases = chunkBase && chunkBase.href !== this.scope.href ? [chunkBase, this.scope] : [this.scope];
     const stop = new AbortController();
     const queue = missing.slice();
     /** @type {unknown} */
@@ -232,7 +250,7 @@ class Updater {
       while (queue.length && !failure) {
         const [sha, size] = /** @type {[string, number]} */ (queue.shift());
         try {
-          const bytes = await this._fetchChunk(sha, size, where.get(sha) ?? "?", { retries, timeoutMs, signal: stop.signal });
+          const bytes = await this._fetchChunkFrom(bases, sha, size, where.get(sha) ?? "?", { retries, timeoutMs, signal: stop.signal });
           await this.store.putChunk(sha, bytes);
           onChunk(size);
         } catch (err) {
@@ -246,12 +264,33 @@ class Updater {
   }
 
   /**
-   * One chunk, checked against its hash; network faults, stalls, 5xx and a corrupt body are retried.
-   * @param {string} sha @param {number} size @param {string} path
+   * One chunk from the first of `bases` that has it; a base that fails is removed from `bases`
+   * (shared by the download's workers) unless it is the last one, whose error is the one thrown.
+   * @param {URL[]} bases @param {string} sha @param {number} size @param {string} path
    * @param {{retries: number, timeoutMs: number, signal: AbortSignal}} opts
    */
-  async _fetchChunk(sha, size, path, { retries, timeoutMs, signal }) {
-    const url = new URL(`chunks/${sha}`, this.scope);
+  async _fetchChunkFrom(bases, sha, size, path, opts) {
+    for (;;) {
+      const base = bases[0];
+      try {
+        return await this._fetchChunk(new URL(`chunks/${sha}`, base), sha, size, path, opts);
+      } catch (err) {
+        if (bases.length < 2 || opts.signal.aborted) throw err;
+        if (bases[0] === base) {
+          bases.shift();
+          const e = /** @type {any} */ (err);
+          console.warn(`waystation: chunks from ${base.href} failed (${e.code ?? e.name}: ${e.message}); fetching them from ${bases[0].href}`);
+        }
+      }
+    }
+  }
+
+  /**
+   * One chunk, checked against its hash; network faults, stalls, 5xx and a corrupt body are retried.
+   * @param {URL} url @param {string} sha @param {number} size @param {string} path
+   * @param {{retries: number, timeoutMs: number, signal: AbortSignal}} opts
+   */
+  async _fetchChunk(url, sha, size, path, { retries, timeoutMs, signal }) {
     for (let attempt = 0; ; attempt++) {
       try {
         const bytes = await fetchBytes(url, timeoutMs, signal);
@@ -291,6 +330,15 @@ function chunkPaths(/** @type {Manifest} */ manifest) {
  * @param {URL} url @param {number} timeoutMs @param {AbortSignal} [signal] aborts without an error of its own
  */
 async function fetchBytes(url, timeoutMs, signal) {
+  return (await fetchBody(url, timeoutMs, signal)).bytes;
+}
+
+/**
+ * A response's body and headers, as fetchBytes.
+ * @param {URL} url @param {number} timeoutMs @param {AbortSignal} [signal]
+ * @returns {Promise<{bytes: Uint8Array<ArrayBuffer>, headers: Headers}>}
+ */
+async function fetchBody(url, timeoutMs, signal) {
   const deadline = new AbortController();
   const timer = setTimeout(() => deadline.abort(), timeoutMs);
   const cancel = () => deadline.abort();
@@ -298,12 +346,12 @@ async function fetchBytes(url, timeoutMs, signal) {
   try {
     // no-store: chunks live in IndexedDB only, not a second time in the HTTP cache.
     const response = await fetch(url, { cache: "no-store", signal: deadline.signal });
-    if (!response.ok) throw new UpdateError("server-error", { url: url.pathname, status: response.status });
-    return new Uint8Array(await response.arrayBuffer());
+    if (!response.ok) throw new UpdateError("server-error", { url: where(url), status: response.status });
+    return { bytes: new Uint8Array(await response.arrayBuffer()), headers: response.headers };
   } catch (err) {
     if (err instanceof UpdateError) throw err;
-    if (deadline.signal.aborted && !signal?.aborted) throw new UpdateError("timeout", { url: url.pathname, ms: timeoutMs });
-    throw new UpdateError("network", { url: url.pathname, detail: /** @type {Error} */ (err).message });
+    if (deadline.signal.aborted && !signal?.aborted) throw new UpdateError("timeout", { url: where(url), ms: timeoutMs });
+    throw new UpdateError("network", { url: where(url), detail: /** @type {Error} */ (err).message });
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener("abort", cancel);
@@ -312,6 +360,29 @@ async function fetchBytes(url, timeoutMs, signal) {
 
 async function fetchText(/** @type {URL} */ url, /** @type {number} */ timeoutMs) {
   return new TextDecoder().decode(await fetchBytes(url, timeoutMs));
+}
+
+/** A URL for an error message: its path on this origin, all of it on another (a static host). */
+function where(/** @type {URL} */ url) {
+  return url.origin === self.location.origin ? url.pathname : url.origin + url.pathname;
+}
+
+/**
+ * The static folder a channel answer names for its chunks (Waystation-Chunk-Base), or null: an
+ * absent or unusable value means the scope, as a server without the setting.
+ * @param {Headers} headers @param {URL} scope
+ */
+function chunkBaseOf(headers, scope) {
+  const value = headers.get(CHUNK_BASE_HEADER);
+  if (!value) return null;
+  try {
+    const base = new URL(value, scope);
+    if (base.protocol !== "https:" && base.protocol !== "http:") return null;
+    if (!base.pathname.endsWith("/")) base.pathname += "/";
+    return base;
+  } catch {
+    return null;
+  }
 }
 
 /**

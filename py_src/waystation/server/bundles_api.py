@@ -14,6 +14,14 @@ when to ask again:
     {"bundle": "digits", "channel": "stable", "version": "1.0.2", "sha256": "...",
      "revoked": ["1.0.1"], "withdrawn": ["1.0.3"], "logging": {"level": "info"} | null, "checkAfterSeconds": 900}
 
+With `WAYSTATION_CHUNK_BASE_URL` set (the URL of a static folder holding `chunks/<sha256>`,
+written by `waystation bundle publish --static-dir` and `waystation build`; docs/static-hosting.md),
+the manifest and the check-in answers carry it as `Waystation-Chunk-Base: https://cdn.example.com/app/`
+and the service worker fetches a release's chunks from `<base>chunks/<sha256>`, falling back to this
+server's own `/chunks/` if that host fails. A header, not a field: the manifest's bytes are signed,
+and the check-in's shape stays what every device knows. Without the setting there is no header and
+chunks are fetched from the site's origin, as ever.
+
 Chunks come from the registry's store (data/chunks), then from the built site's (dist/chunks),
 so bundles built into the site need no publishing to be fetched by chunk. Both answers are
 gzip-compressed for a client that accepts it, when that saves bytes (`_gzip`): a chunk's ETag
@@ -41,10 +49,12 @@ from starlette.routing import BaseRoute, Route
 from ..bundles.chunks import ChunkStore
 from ._gzip import GzipCache, accepts_gzip, compress
 from .registry import Registry, logging_bucket
+from .static_export import chunk_base_url
 
-__all__ = ["CHECK_AFTER_SECONDS", "IMMUTABLE", "bundle_routes"]
+__all__ = ["CHECK_AFTER_SECONDS", "CHUNK_BASE_HEADER", "IMMUTABLE", "bundle_routes"]
 
 IMMUTABLE = "public, max-age=31536000, immutable"
+CHUNK_BASE_HEADER = "Waystation-Chunk-Base"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _DEVICE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 # Threads for the bundle API's disk and CPU work. Few, and its own: a locked registry then ties
@@ -57,7 +67,12 @@ T = TypeVar("T")
 
 
 def bundle_routes(registry: Registry, site: Path) -> list[BaseRoute]:
-    """The routes, over `registry` and the chunks of the site built in `site`."""
+    """The routes, over `registry` and the chunks of the site built in `site`.
+
+    `$WAYSTATION_CHUNK_BASE_URL` is read here, once: a malformed value stops the server at start.
+    """
+    base = chunk_base_url()
+    where = {CHUNK_BASE_HEADER: base} if base else {}
     stores = [registry.chunks, ChunkStore(site / "chunks")]
     packed = GzipCache(registry.data / "chunks.gz")
     executor = ThreadPoolExecutor(_WORKERS, thread_name_prefix="waystation-bundles")
@@ -103,7 +118,7 @@ def bundle_routes(registry: Registry, site: Path) -> list[BaseRoute]:
             return _error(404, f"no release of {name!r} on channel {channel!r} includes this device")
         manifest, body = found
         etag = f'"{hashlib.sha256(manifest).hexdigest()}"'
-        headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+        headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding", **where}
         if body is not None:
             headers.update(_GZIP, ETag=f"W/{etag}")
         if etag in _etags(request.headers.get("if-none-match", "")):
@@ -118,7 +133,7 @@ def bundle_routes(registry: Registry, site: Path) -> list[BaseRoute]:
         answer = await off_loop(lambda: check_in(name, channel, device))
         if answer is None:
             return _error(404, f"no version of bundle {name!r} is published")
-        return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+        return JSONResponse(answer, headers={"Cache-Control": "no-store", **where})
 
     async def chunk(request: Request) -> Response:
         sha256 = request.path_params["sha256"]
