@@ -93,14 +93,14 @@ class DatabaseCheck:
 
 
 def health_routes(*, ping: Callable[[], None] | None, engine: str, drain: Callable[[], bool],
-                  pubsub_status: Callable[[], Mapping[str, Any]] | None = None,
+                  pubsub_status: Callable[[], Mapping[str, Any] | None] | None = None,
                   ping_timeout: float = 2.0) -> list[Route]:
     """`/api/health` and `/api/health/ready`.
 
     `ping` raises unless the database answers (None: nothing to check); `engine` names it
     ("sqlite", "postgresql"); `drain()` is true once the instance is shutting down;
-    `pubsub_status()` is the pub/sub's own report, with a "connected" boolean (None: no pub/sub).
-    """
+    `pubsub_status()` is the pub/sub's own report, with a "connected" boolean (None, or a None
+    answer: no pub/sub configured)."""
     database = DatabaseCheck(ping, timeout=ping_timeout) if ping is not None else None
 
     async def health(request: Request) -> JSONResponse:
@@ -108,18 +108,9 @@ def health_routes(*, ping: Callable[[], None] | None, engine: str, drain: Callab
         report: dict[str, Any] = {"waystation": __version__, "draining": draining}
         error = await database.check() if database is not None else None
         report["database"] = {"engine": engine, "ok": error is None, **({"error": error} if error else {})}
-        pubsub_ok = True
-        if pubsub_status is not None:
-            try:
-                status = dict(pubsub_status())
-            except Exception as exc:
-                status = {"connected": False, "error": str(exc) or type(exc).__name__}
-            if isinstance(status.get("url"), str):
-                status["url"] = _redacted(status["url"])
-            pubsub_ok = bool(status.get("connected"))
-            report["pubsub"] = status
-        else:
-            report["pubsub"] = None
+        status = _pubsub(pubsub_status)
+        pubsub_ok = status is None or bool(status.get("connected"))
+        report["pubsub"] = status
         ok = error is None and pubsub_ok and not draining
         return JSONResponse({"ok": ok, **report}, status_code=200 if ok else 503, headers=_NO_STORE)
 
@@ -129,6 +120,22 @@ def health_routes(*, ping: Callable[[], None] | None, engine: str, drain: Callab
         return JSONResponse({"ready": True, "draining": False}, headers=_NO_STORE)
 
     return [Route("/api/health", health), Route("/api/health/ready", ready)]
+
+
+def _pubsub(pubsub_status: Callable[[], Mapping[str, Any] | None] | None) -> dict[str, Any] | None:
+    """The pub/sub's report, its URL without a password; None without a pub/sub."""
+    if pubsub_status is None:
+        return None
+    try:
+        found = pubsub_status()
+    except Exception as exc:
+        return {"connected": False, "error": str(exc) or type(exc).__name__}
+    if found is None:
+        return None
+    status = dict(found)
+    if isinstance(status.get("url"), str):
+        status["url"] = _redacted(status["url"])
+    return status
 
 
 def _redacted(url: str) -> str:
