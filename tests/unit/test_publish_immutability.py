@@ -2,7 +2,6 @@
 under a published name and version, and take the same bytes again as a no-op."""
 
 import hashlib
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -21,8 +20,8 @@ KEY = Ed25519PrivateKey.generate()
 
 
 def rows(data: Path) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(data / "registry.sqlite3") as db:
-        return db.execute("SELECT bundle, version, sha256 FROM versions ORDER BY version").fetchall()
+    with Registry(data).db.transaction() as db:
+        return [tuple(row) for row in db.execute("SELECT bundle, version, sha256 FROM versions ORDER BY version")]
 
 
 def test_other_bytes_under_a_published_version_are_refused_naming_what_differs(tmp_path):

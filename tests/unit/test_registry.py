@@ -1,8 +1,11 @@
-"""The bundle registry on real SQLite: publishing, channels, staged rollouts, rollback."""
+"""The bundle registry on real SQLite (or PostgreSQL, --engine): publishing, channels, staged rollouts, rollback,
+several instances on one database."""
 
 import hashlib
+import os
 import re
-import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from waystation.bundles.signing import public_key_b64
 from waystation.device import BundleError, Manifest
 from waystation.server.registry import Registry, bucket
+from waystation.server.storage import Storage
 
 from bundle_factory import make_bundle
 
@@ -56,7 +60,7 @@ def test_publish_stores_manifest_and_chunks(registry, built):
     assert manifest.chunks()
     for sha in manifest.chunks():
         assert sha in registry.chunks
-    with sqlite3.connect(registry.path) as db:
+    with registry.db.transaction() as db:
         assert db.execute("SELECT count(*) FROM chunks").fetchone()[0] == len(manifest.chunks())
 
 
@@ -150,3 +154,61 @@ def test_bad_channel_or_percentage(registry, built, channel, percent, message):
 def test_releasing_an_unpublished_version_is_refused(registry):
     with pytest.raises(BundleError, match=re.escape("demo 9.9.9 is not published")):
         registry.release("demo", "9.9.9", "stable")
+
+
+def test_instances_releasing_and_rolling_back_together_act_one_at_a_time(registry, built):
+    """Two registries on one database (two server instances), several threads each: every release
+    and rollback acts on the state the one before it left, never on the same state twice."""
+    for version in ("1.0.0", "1.0.1", "1.0.2"):
+        registry.add_version(built[version])
+    instances = [registry, Registry(registry.storage)]
+    start = threading.Barrier(8)
+
+    def release(i: int) -> None:
+        start.wait()
+        instances[i % 2].release("demo", "1.0.0", "stable", 100)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(release, range(8)))
+    assert [h["version"] for h in registry.history("demo")] == ["1.0.0"]  # one release, made once
+
+    for i in range(8):  # 1.0.1, 1.0.2, 1.0.1, ...: each a release of its own
+        registry.release("demo", ("1.0.1", "1.0.2")[i % 2], "stable", 100)
+
+    def rollback(i: int) -> str:
+        start.wait()
+        return instances[i % 2].rollback("demo", "stable")[0].version
+
+    with ThreadPoolExecutor(8) as pool:
+        withdrawn = list(pool.map(rollback, range(8)))
+    assert sorted(withdrawn) == ["1.0.1"] * 4 + ["1.0.2"] * 4
+    assert [r.version for r in registry.releases("demo", "stable")] == ["1.0.0"]
+    assert sum(h["rolled_back_at"] is not None for h in registry.history("demo")) == 8
+
+
+def test_a_chunk_published_through_one_instance_is_served_by_another(tmp_path, built, storage_engine):
+    """On PostgreSQL the chunks' bytes are in the database: an instance with an empty data folder of
+    its own (another machine) serves what another published, caching the bytes in its folder."""
+    if storage_engine == "sqlite":
+        pytest.skip("SQLite's registry is one folder: instances share the folder, chunk files included")
+    from folder_databases import database_for  # the PostgreSQL run's databases (tests/postgres_site)
+
+    url = database_for(os.environ["WAYSTATION_TEST_POSTGRES"], tmp_path / "shared")
+    publisher = Registry(Storage.at(tmp_path / "one", url))
+    publisher.publish(built["1.0.0"], "stable")
+    other = Registry(Storage.at(tmp_path / "two", url))
+    manifest = Manifest.from_json(other.resolve("demo", "stable", "device-0001"))
+    assert not (tmp_path / "two" / "chunks").exists()
+    for sha in manifest.chunks():
+        assert sha in other.chunks
+        path = other.chunks.path(sha)
+        assert path.parent == tmp_path / "two" / "chunks"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == sha
+    assert "0" * 64 not in other.chunks
+    assert not other.chunks.path("0" * 64).exists()
+
+    # A cached file whose bytes do not hash to its name is never served: fetched again instead.
+    sha = next(iter(manifest.chunks()))
+    other.chunks.path(sha).write_bytes(b"not this chunk")
+    again = Registry(Storage.at(tmp_path / "two", url))  # a restarted instance: nothing checked yet
+    assert hashlib.sha256(again.chunks.path(sha).read_bytes()).hexdigest() == sha

@@ -159,7 +159,9 @@ def test_bundles_lists_every_published_bundle(registry, built, tmp_path):
     assert registry.bundles() == ["another", "demo"]
 
 
-def test_an_old_registry_file_opens_and_gains_the_new_columns(tmp_path, built):
+def test_an_old_registry_file_opens_and_gains_the_new_columns(tmp_path, built, storage_engine):
+    if storage_engine != "sqlite":
+        pytest.skip("a SQLite file made by an earlier Waystation: PostgreSQL registries start with every column")
     data = tmp_path / "old"
     data.mkdir()
     with sqlite3.connect(data / "registry.sqlite3") as db:
@@ -169,6 +171,7 @@ def test_an_old_registry_file_opens_and_gains_the_new_columns(tmp_path, built):
     old.publish(built["1.0.1"], "stable", 50)
     with sqlite3.connect(data / "registry.sqlite3") as db:
         db.execute("DROP TABLE logging")  # as if the old file had only its three tables, with rows in them
+        db.execute("DROP TABLE schema_migrations")  # and no record of migrations, which came later still
         for table, column in [("versions", "revoked_at"), ("versions", "revoke_reason"), ("releases", "halted_at"),
                               ("releases", "halt_reason"), ("releases", "halt_if")]:
             db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")

@@ -1,6 +1,6 @@
 """Admin tokens: who may use /api/admin/* (the fleet dashboard and its controls).
 
-    tokens = AdminTokens(Path("data"))      # data/admin.sqlite3
+    tokens = AdminTokens(Path("data"))      # data/admin.sqlite3, or the server's PostgreSQL database
     token = tokens.make()                   # shown once; only its sha256 is stored
     tokens.check(token)                     # "ok", "none" (no token exists) or "wrong"
     tokens.revoke_all()                     # every token stops working
@@ -21,32 +21,36 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from ._sqlite import create, transaction
+from .storage import Migration, Storage
 
 __all__ = ["ADMIN_FILE", "AdminTokens", "TokenCheck"]
 
 ADMIN_FILE = "admin.sqlite3"
-_SCHEMA = """
+MIGRATIONS = (
+    Migration(1, """
 CREATE TABLE IF NOT EXISTS admin_tokens (
     sha256 TEXT PRIMARY KEY,
     created_at TEXT NOT NULL
 );
-"""
+"""),
+)
 TokenCheck = Literal["ok", "none", "wrong"]
 
 
 class AdminTokens:
-    """The admin tokens of one data folder. Blocking (SQLite): call from a thread pool on the server."""
+    """The admin tokens of one data folder (or of the PostgreSQL database the server's instances
+    share). Blocking: call from a thread pool on the server."""
 
-    def __init__(self, data: str | Path) -> None:
-        self.path = Path(data) / ADMIN_FILE
-        create(self.path, _SCHEMA)
+    def __init__(self, data: str | Path | Storage) -> None:
+        self.storage = Storage.at(data)
+        self.path = self.storage.data / ADMIN_FILE  # the SQLite file (unused on PostgreSQL)
+        self.db = self.storage.database("admin", MIGRATIONS, synchronous="FULL")
 
     def make(self) -> str:
         """A new random token; only its hash is kept, so this is the one time it can be read."""
         token = secrets.token_urlsafe(32)
-        with transaction(self.path) as db:
-            db.execute("INSERT INTO admin_tokens VALUES (?, ?)",
+        with self.db.transaction() as db:
+            db.execute("INSERT INTO admin_tokens (sha256, created_at) VALUES (?, ?)",
                        (_digest(token), datetime.now(UTC).isoformat(timespec="seconds")))
         return token
 
@@ -62,17 +66,17 @@ class AdminTokens:
         return "ok" if matched else "wrong"
 
     def hashes(self) -> list[str]:
-        with transaction(self.path) as db:
+        with self.db.transaction() as db:
             return [row[0] for row in db.execute("SELECT sha256 FROM admin_tokens")]
 
     def created(self) -> list[str]:
         """When each token in force was made (ISO times, oldest first)."""
-        with transaction(self.path) as db:
+        with self.db.transaction() as db:
             return [row[0] for row in db.execute("SELECT created_at FROM admin_tokens ORDER BY created_at")]
 
     def revoke_all(self) -> int:
         """Drop every token; how many there were."""
-        with transaction(self.path) as db:
+        with self.db.transaction() as db:
             return db.execute("DELETE FROM admin_tokens").rowcount
 
 

@@ -5,6 +5,10 @@ Everything lives under the server's data folder:
     data/registry.sqlite3    versions (the exact manifest bytes), chunks, releases
     data/chunks/<sha256>     the chunks' bytes, immutable, shared by every version
 
+or, when the server's state is in PostgreSQL (waystation.server.storage), in that database,
+chunk bytes included (table chunk_bytes), so any instance serves what another published;
+data/chunks is then each instance's cache of them (waystation.server.registry_chunks).
+
 A channel ("stable", "beta", ...) of a bundle is a history of releases, each a version
 rolled out to a percentage of devices. A device runs the newest release that includes it:
 a release includes a device when `bucket(device, bundle, version) < percent`, a stable
@@ -29,7 +33,6 @@ import hashlib
 import re
 import sqlite3
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +43,8 @@ from ..bundles.chunks import ChunkStore
 from ..device.errors import BundleError
 from ..device.manifest import Manifest
 from ..device.signature import TrustedKey, verify_manifest
-from ._sqlite import transaction
+from .registry_chunks import CHUNK_BYTES_TABLE, DatabaseChunkStore
+from .storage import Connection, Migration, Storage
 
 __all__ = ["LOG_LEVELS", "Registry", "Release", "bucket", "logging_bucket"]
 
@@ -82,6 +86,53 @@ CREATE TABLE IF NOT EXISTS logging (
     PRIMARY KEY (bundle, channel)
 );
 """
+# On PostgreSQL every column is there from the start, and the bytes of chunks too (instances on
+# other machines have no data/chunks of their own). "C" collation: names sort as on SQLite, by bytes.
+_POSTGRES_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS versions (
+    bundle TEXT COLLATE "C" NOT NULL,
+    version TEXT COLLATE "C" NOT NULL,
+    parent TEXT,
+    manifest BYTEA NOT NULL,
+    sha256 TEXT NOT NULL,
+    published_at TEXT NOT NULL,
+    revoked_at TEXT,
+    revoke_reason TEXT,
+    seq BIGSERIAL NOT NULL,
+    PRIMARY KEY (bundle, version)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    sha256 TEXT PRIMARY KEY,
+    size BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {CHUNK_BYTES_TABLE} (
+    sha256 TEXT PRIMARY KEY,
+    data BYTEA NOT NULL
+);
+CREATE TABLE IF NOT EXISTS releases (
+    id BIGSERIAL PRIMARY KEY,
+    bundle TEXT COLLATE "C" NOT NULL,
+    channel TEXT COLLATE "C" NOT NULL,
+    version TEXT COLLATE "C" NOT NULL,
+    percent INTEGER NOT NULL CHECK (percent BETWEEN 0 AND 100),
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    rolled_back_at TEXT,
+    halted_at TEXT,
+    halt_reason TEXT,
+    halt_if TEXT,
+    FOREIGN KEY (bundle, version) REFERENCES versions (bundle, version)
+);
+CREATE INDEX IF NOT EXISTS releases_by_channel ON releases (bundle, channel, id);
+CREATE TABLE IF NOT EXISTS logging (
+    bundle TEXT COLLATE "C" NOT NULL,
+    channel TEXT COLLATE "C" NOT NULL,
+    share INTEGER NOT NULL CHECK (share BETWEEN 1 AND 100),
+    level TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (bundle, channel)
+);
+"""
 # Columns added after the first release of the schema: a registry made before them gains them on open.
 _ADDED_COLUMNS = (
     ("versions", "revoked_at", "TEXT"),
@@ -90,6 +141,29 @@ _ADDED_COLUMNS = (
     ("releases", "halt_reason", "TEXT"),
     ("releases", "halt_if", "TEXT"),
 )
+
+def _add_missing_columns(tx: Connection) -> None:
+    """Bring a SQLite registry made by an earlier Waystation up to the current schema (columns only
+    ever get added). PostgreSQL registries have them all from their first migration."""
+    if tx.engine != "sqlite":
+        return
+    for table, column, kind in _ADDED_COLUMNS:
+        have = {row[1] for row in tx.execute(f"PRAGMA table_info({table})")}
+        if column in have:
+            continue
+        try:
+            tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        except sqlite3.OperationalError as exc:  # an earlier Waystation opening the same old file added it first
+            if "duplicate column" not in str(exc):
+                raise
+
+
+MIGRATIONS = (
+    # The schema as it first shipped on SQLite (files made then open unchanged); all of it on PostgreSQL.
+    Migration(1, sqlite=_SCHEMA, postgresql=_POSTGRES_SCHEMA),
+    Migration(2, python=_add_missing_columns),  # revoke, halt and halt rules
+)
+
 _HISTORY_FIELDS = ("id", "channel", "version", "percent", "created_at", "updated_at", "rolled_back_at",
                    "halted_at", "halt_reason", "halt_if")
 
@@ -121,20 +195,21 @@ class Release:
 
 
 class Registry:
-    """The bundle registry in `data/` (made on first use). Safe to share between processes."""
+    """The bundle registry of `data` (made on first use). Safe to share between processes, and on
+    PostgreSQL between server instances: the changes that read before they write (a release, a
+    rollback, a halt) hold a lock on their channel, so two instances never act on the same state."""
 
-    def __init__(self, data: str | Path) -> None:
-        self.data = Path(data)
-        self.path = self.data / "registry.sqlite3"
-        self.chunks = ChunkStore(self.data / "chunks")
+    def __init__(self, data: str | Path | Storage) -> None:
+        self.storage = Storage.at(data)
+        self.data = self.storage.data
+        self.path = self.data / "registry.sqlite3"  # the SQLite file (unused on PostgreSQL)
         self.data.mkdir(parents=True, exist_ok=True)
-        with self._db() as db:
-            db.executescript(_SCHEMA)
-            _add_missing_columns(db)
-
-    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
-        """One connection per operation, one transaction: the server and the CLI may both write."""
-        return transaction(self.path, foreign_keys=True)
+        # A connection per transaction: the server's threads and the command line may all write the file.
+        self.db = self.storage.database("registry", MIGRATIONS, foreign_keys=True, synchronous="FULL")
+        self.chunks: ChunkStore = (ChunkStore(self.data / "chunks") if self.db.engine == "sqlite"
+                                   else DatabaseChunkStore(self.data / "chunks", self.db))
+        # The order versions were published in: SQLite's rowid, a sequence on PostgreSQL.
+        self._published = "rowid" if self.db.engine == "sqlite" else "seq"
 
     def publish(
         self, bundle_dir: Path, channel: str, percent: int = 100, *,
@@ -161,8 +236,10 @@ class Registry:
         if known is not None:
             self._refuse_other(manifest)
         self._store_chunks(bundle_dir, manifest, bar)
-        with self._db() as db:
-            db.executemany("INSERT OR IGNORE INTO chunks (sha256, size) VALUES (?, ?)", manifest.chunks().items())
+        with self.db.transaction() as db:
+            # In hash order: concurrent publishers sharing chunks lock their rows in one order.
+            db.executemany("INSERT INTO chunks (sha256, size) VALUES (?, ?) ON CONFLICT (sha256) DO NOTHING",
+                           sorted(manifest.chunks().items()))
             # Another publisher may have got there since the check above: the row it wrote wins.
             db.execute("INSERT INTO versions (bundle, version, parent, manifest, sha256, published_at) "
                        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (bundle, version) DO NOTHING",
@@ -206,14 +283,17 @@ class Registry:
         _check_channel(channel)
         if not 0 <= percent <= 100:
             raise ValueError(f"rollout percentage {percent} is not between 0 and 100")
-        meta = self._version_meta(bundle, version)
-        if meta is None:
-            raise BundleError(f"{bundle} {version} is not published: publish its built bundle first")
-        if meta[1] is not None:
-            raise BundleError(f"{bundle} {version} was revoked ({meta[2] or 'no reason given'}): "
-                              "a revoked version is never released again, publish a new version")
         now = _now()
-        with self._db() as db:
+        with self.db.transaction(immediate=True) as db:
+            _lock_channel(db, bundle, channel)
+            # FOR SHARE: a revoke waits for this release, so none is made of a version revoked meanwhile.
+            meta = db.execute("SELECT revoked_at, revoke_reason FROM versions WHERE bundle = ? AND version = ?"
+                              + (" FOR SHARE" if db.engine == "postgresql" else ""), (bundle, version)).fetchone()
+            if meta is None:
+                raise BundleError(f"{bundle} {version} is not published: publish its built bundle first")
+            if meta[0] is not None:
+                raise BundleError(f"{bundle} {version} was revoked ({meta[1] or 'no reason given'}): "
+                                  "a revoked version is never released again, publish a new version")
             newest = _newest(db, bundle, channel)
             if newest is not None and newest[1] == version:
                 rules = newest[2] if halt_if is None else (halt_if or None)
@@ -227,7 +307,8 @@ class Registry:
     def rollback(self, bundle: str, channel: str) -> tuple[Release, Release]:
         """Withdraw the newest release of `channel`; return it and the release now newest."""
         _check_channel(channel)
-        with self._db() as db:
+        with self.db.transaction(immediate=True) as db:
+            _lock_channel(db, bundle, channel)
             rows = db.execute("SELECT id, version, percent FROM releases WHERE bundle = ? AND channel = ? "
                               "AND rolled_back_at IS NULL ORDER BY id DESC LIMIT 2", (bundle, channel)).fetchall()
             if len(rows) < 2:
@@ -240,7 +321,8 @@ class Registry:
         """Withdraw the release of `version` in force on `channel` because its halt rules broke, recording `reason`;
         return it and the release its devices go back to."""
         _check_channel(channel)
-        with self._db() as db:
+        with self.db.transaction(immediate=True) as db:
+            _lock_channel(db, bundle, channel)
             rows = db.execute("SELECT id, version, percent FROM releases WHERE bundle = ? AND channel = ? "
                               "AND rolled_back_at IS NULL ORDER BY id DESC", (bundle, channel)).fetchall()
             at = next((i for i, row in enumerate(rows) if row[1] == version), None)
@@ -257,7 +339,7 @@ class Registry:
 
     def releases(self, bundle: str, channel: str) -> list[Release]:
         """The channel's releases in force, newest first (a revoked version's included: see resolve)."""
-        with self._db() as db:
+        with self.db.transaction() as db:
             rows = db.execute("SELECT version, percent FROM releases WHERE bundle = ? AND channel = ? "
                               "AND rolled_back_at IS NULL ORDER BY id DESC", (bundle, channel)).fetchall()
         return [Release(bundle, channel, version, percent) for version, percent in rows]
@@ -281,7 +363,7 @@ class Registry:
         """Stop serving `version` anywhere, for good, and tell the devices holding it to stop using it.
 
         Revoking again keeps the first time and takes the new reason."""
-        with self._db() as db:
+        with self.db.transaction() as db:
             done = db.execute("UPDATE versions SET revoked_at = coalesce(revoked_at, ?), revoke_reason = ? "
                               "WHERE bundle = ? AND version = ?", (_now(), reason, bundle, version)).rowcount
         if not done:
@@ -289,14 +371,14 @@ class Registry:
 
     def revoked(self, bundle: str) -> list[str]:
         """Every revoked version of `bundle`, in the order they were published."""
-        with self._db() as db:
+        with self.db.transaction() as db:
             rows = db.execute("SELECT version FROM versions WHERE bundle = ? AND revoked_at IS NOT NULL "
-                              "ORDER BY rowid", (bundle,)).fetchall()
+                              f"ORDER BY {self._published}", (bundle,)).fetchall()
         return [row[0] for row in rows]
 
     def withdrawn(self, bundle: str, channel: str) -> list[str]:
         """Versions `channel` served and no longer does: rolled back or halted, with no release of them in force."""
-        with self._db() as db:
+        with self.db.transaction() as db:
             rows = db.execute("SELECT DISTINCT version FROM releases WHERE bundle = ? AND channel = ? "
                               "AND rolled_back_at IS NOT NULL AND version NOT IN (SELECT version FROM releases "
                               "WHERE bundle = ? AND channel = ? AND rolled_back_at IS NULL) ORDER BY version",
@@ -305,21 +387,22 @@ class Registry:
 
     def history(self, bundle: str) -> list[dict[str, Any]]:
         """Every release of every channel of `bundle`, newest first, withdrawn and halted ones included."""
-        with self._db() as db:
+        with self.db.transaction() as db:
             rows = db.execute(f"SELECT {', '.join(_HISTORY_FIELDS)} FROM releases WHERE bundle = ? ORDER BY id DESC",
                               (bundle,)).fetchall()
         return [dict(zip(_HISTORY_FIELDS, row, strict=True)) for row in rows]
 
     def bundles(self) -> list[str]:
         """The names of every bundle with a published version, sorted."""
-        with self._db() as db:
+        with self.db.transaction() as db:
             return [row[0] for row in db.execute("SELECT DISTINCT bundle FROM versions ORDER BY bundle")]
 
     def versions(self, bundle: str) -> list[dict[str, Any]]:
         """Every published version of `bundle`, newest first: {version, parent, published_at, revoked_at, revoke_reason}."""
         fields = ("version", "parent", "published_at", "revoked_at", "revoke_reason")
-        with self._db() as db:
-            rows = db.execute(f"SELECT {', '.join(fields)} FROM versions WHERE bundle = ? ORDER BY rowid DESC",
+        with self.db.transaction() as db:
+            rows = db.execute(f"SELECT {', '.join(fields)} FROM versions WHERE bundle = ? "
+                              f"ORDER BY {self._published} DESC",
                               (bundle,)).fetchall()
         return [dict(zip(fields, row, strict=True)) for row in rows]
 
@@ -330,7 +413,7 @@ class Registry:
             raise ValueError(f"logging share {share} is not a percentage between 0 and 100")
         if level not in LOG_LEVELS:
             raise ValueError(f"log level {level!r} is not one of {', '.join(LOG_LEVELS)}")
-        with self._db() as db:
+        with self.db.transaction() as db:
             if not db.execute("SELECT 1 FROM versions WHERE bundle = ? LIMIT 1", (bundle,)).fetchone():
                 raise BundleError(f"no version of {bundle!r} is published: publish it before turning its logging on")
             if share == 0:
@@ -343,19 +426,19 @@ class Registry:
 
     def logging(self, bundle: str, channel: str) -> dict[str, Any] | None:
         """{share, level} of remote logging on `channel`, or None while it is off."""
-        with self._db() as db:
+        with self.db.transaction() as db:
             row = db.execute("SELECT share, level FROM logging WHERE bundle = ? AND channel = ?", (bundle, channel)).fetchone()
         return {"share": row[0], "level": row[1]} if row else None
 
     def logging_on(self, bundle: str) -> bool:
         """Whether remote logging is on for `bundle` on some channel."""
-        with self._db() as db:
+        with self.db.transaction() as db:
             return db.execute("SELECT 1 FROM logging WHERE bundle = ? LIMIT 1", (bundle,)).fetchone() is not None
 
     def guarded_rollouts(self) -> list[dict[str, Any]]:
         """Releases in force with halt rules and a release before them (also in force, not revoked) to go back to:
         {bundle, channel, version, percent, halt_if, previous}, the previous one's version."""
-        with self._db() as db:
+        with self.db.transaction() as db:
             rows = db.execute("SELECT r.bundle, r.channel, r.version, r.percent, r.halt_if, r.id FROM releases r "
                               "JOIN versions v ON v.bundle = r.bundle AND v.version = r.version "
                               "WHERE r.rolled_back_at IS NULL AND r.halt_if IS NOT NULL AND v.revoked_at IS NULL "
@@ -373,41 +456,28 @@ class Registry:
         return out
 
     def manifest(self, bundle: str, version: str) -> bytes | None:
-        with self._db() as db:
+        with self.db.transaction() as db:
             row = db.execute("SELECT manifest FROM versions WHERE bundle = ? AND version = ?", (bundle, version)).fetchone()
         return bytes(row[0]) if row else None
 
-    def _version_meta(self, bundle: str, version: str) -> tuple[str, str | None, str | None] | None:
-        """(sha256, revoked_at, revoke_reason) of a published version, or None."""
-        with self._db() as db:
-            row = db.execute("SELECT sha256, revoked_at, revoke_reason FROM versions WHERE bundle = ? AND version = ?",
-                             (bundle, version)).fetchone()
-        return (row[0], row[1], row[2]) if row else None
-
     def _version_sha(self, bundle: str, version: str) -> str | None:
-        with self._db() as db:
+        with self.db.transaction() as db:
             row = db.execute("SELECT sha256 FROM versions WHERE bundle = ? AND version = ?", (bundle, version)).fetchone()
         return row[0] if row else None
 
 
-def _newest(db: sqlite3.Connection, bundle: str, channel: str) -> tuple[int, str, str | None] | None:
+def _lock_channel(db: Connection, bundle: str, channel: str) -> None:
+    """On PostgreSQL, hold until the transaction ends the lock on a channel's releases (SQLite's
+    immediate transaction already holds the whole file's)."""
+    if db.engine == "postgresql":
+        db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"waystation.registry {bundle} {channel}",))
+
+
+def _newest(db: Connection, bundle: str, channel: str) -> tuple[int, str, str | None] | None:
     """(id, version, halt_if) of the channel's newest release in force."""
     row = db.execute("SELECT id, version, halt_if FROM releases WHERE bundle = ? AND channel = ? "
                      "AND rolled_back_at IS NULL ORDER BY id DESC LIMIT 1", (bundle, channel)).fetchone()
     return (row[0], row[1], row[2]) if row else None
-
-
-def _add_missing_columns(db: sqlite3.Connection) -> None:
-    """Bring a registry made by an earlier Waystation up to the current schema (columns only ever get added)."""
-    for table, column, kind in _ADDED_COLUMNS:
-        have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        if column in have:
-            continue
-        try:
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        except sqlite3.OperationalError as exc:  # another process opening the same old file added it first
-            if "duplicate column" not in str(exc):
-                raise
 
 
 def _check_channel(channel: str) -> None:
