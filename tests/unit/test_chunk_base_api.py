@@ -9,6 +9,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from waystation.device import Manifest
 from waystation.server.registry import Registry
 from waystation.server.security_headers import CONTENT_SECURITY_POLICY
 
@@ -56,9 +57,10 @@ def test_the_csp_allows_the_static_hosts_origin_and_nothing_else_changes(with_cd
 
 
 def test_the_instance_still_serves_every_chunk_as_the_fallback(with_cdn: Server) -> None:
-    sha = Registry(with_cdn.data).chunks.root
-    first = next(p.name for p in sha.iterdir() if len(p.name) == 64)
-    assert httpx.get(f"{with_cdn.url}/chunks/{first}").status_code == 200
+    manifest = Manifest.from_json(Registry(with_cdn.data).manifest("demo", "1.0.0") or b"")
+    for sha, size in manifest.chunks().items():
+        response = httpx.get(f"{with_cdn.url}/chunks/{sha}")
+        assert response.status_code == 200 and len(response.content) == size
 
 
 def test_without_the_setting_there_is_no_header_and_the_csp_is_same_origin(site: Path, tmp_path: Path) -> None:
