@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA ?= data
 
-.PHONY: run test lint setup chromium build bench clean
+.PHONY: run test lint setup chromium services test-scale build bench clean
 
 run: setup
 	$(VENV)/bin/waystation build
@@ -49,6 +49,25 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# Many instances: tests/scale runs HAProxy in front of several `waystation serve` sharing one
+# PostgreSQL and one Redis, all real processes; then the whole unit suite again with every store on
+# PostgreSQL (one throw-away cluster, a database per data folder). docs/deployment.md.
+test-scale: setup services
+	$(PY) -m pytest tests/scale $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit --engine postgresql $(PYTEST_ARGS)
+
+# Debian's PostgreSQL server, redis-server and HAProxy, for test-scale: the tests start their own
+# throw-away instances of each, never the system's services.
+services:
+	@missing=""; \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	  command -v redis-server >/dev/null 2>&1 || test -x /usr/bin/redis-server || missing="$$missing redis-server"; \
+	  command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian's$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  fi
 
 clean:
 	rm -rf dist build/.cache .pytest_cache
