@@ -183,3 +183,22 @@ def test_sigterm_drains_then_hands_clients_to_another_instance_with_no_lost_edit
         await asyncio.gather(writer.close(), watcher.close())
 
     run(scenario())
+
+
+@pytest.mark.xfail(strict=True, reason="revocations close sockets only on the instance that handled them "
+                                       "(sessions are per instance; docs/deployment.md, What stays per instance)")
+def test_a_logout_on_one_instance_closes_the_tokens_sockets_on_another(make_cluster) -> None:
+    cluster = make_cluster(2)
+    need_pubsub(cluster)
+    user, token = cluster.register()
+
+    async def scenario() -> None:
+        other = Replica()
+        await other.connect(cluster.instances[1].url, f"{user}/revoked", token)
+        await other.synced()
+        response = await asyncio.to_thread(httpx.post, f"{cluster.instances[0].url}/api/sync/logout",
+                                           headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert response.status_code == 200
+        assert await other.closed(10) == 4401
+
+    run(scenario())
