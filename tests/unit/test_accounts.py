@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import os
 import secrets
-import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +19,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from waystation.server.storage import Storage
+from waystation.server.sync import AccountError, Accounts
 
 from server_process import Server
 from test_sync_server import PASSWORD, YClient, assert_still_syncing, run
@@ -99,7 +102,7 @@ def test_a_row_stored_with_capitals_before_keeps_its_name_and_documents(site: Pa
     Server(site, data, **FAST).start().stop()  # creates the tables
     salt = os.urandom(16)
     hashed = hashlib.scrypt(PASSWORD.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32, maxmem=64 << 20)
-    with sqlite3.connect(data / "sync.sqlite3") as db:
+    with Storage.at(data).database("sync").transaction() as db:
         db.execute("INSERT INTO sync_users VALUES ('Legacy', ?, ?, 'n=16384,r=8,p=1', 0)", (salt, hashed))
     server = Server(site, data, **FAST).start()
     try:
@@ -118,7 +121,7 @@ def test_a_row_stored_with_capitals_before_keeps_its_name_and_documents(site: Pa
         run(scenario())
     finally:
         server.stop()
-    with sqlite3.connect(data / "sync.sqlite3") as db:  # documents stay under the stored spelling
+    with Storage.at(data).database("sync").transaction() as db:  # documents stay under the stored spelling
         assert {row[0] for row in db.execute("SELECT DISTINCT room FROM sync_updates")} == {"Legacy/notes"}
 
 
@@ -403,3 +406,48 @@ def test_sockets_past_the_per_user_limit_are_closed_with_4429(server: Server) ->
         await asyncio.gather(theirs.close(), replacement.close(), *(s.close() for s in sockets[1:]))
 
     run(scenario())
+
+
+# --- several server instances on one database ---
+
+
+def instances(data: Path) -> tuple[Accounts, Accounts]:
+    """Accounts of two instances sharing `data`'s database (two Storages, one URL or file)."""
+    url = Storage.at(data).url
+    return Accounts(Storage(data, url)), Accounts(Storage(data, url))
+
+
+def test_one_name_registered_on_two_instances_at_once_is_one_account(tmp_path: Path) -> None:
+    """Both pass the early check, hash, then insert: the primary key lets one in, the other is a 409."""
+    a, b = instances(tmp_path)
+    start = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def register_on(accounts: Accounts) -> None:
+        start.wait()
+        try:
+            outcomes.append(accounts.register("Twice", PASSWORD).user)
+        except AccountError as exc:
+            outcomes.append(exc.status)
+
+    threads = [threading.Thread(target=register_on, args=(accounts,)) for accounts in (a, b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(map(str, outcomes)) == ["409", "twice"]
+    with pytest.raises(AccountError) as again:
+        b.register("TWICE", PASSWORD)
+    assert again.value.status == 409
+
+
+def test_tokens_renewed_and_revoked_on_one_instance_are_so_on_the_other(tmp_path: Path) -> None:
+    a, b = instances(tmp_path)
+    first = a.register("roaming", PASSWORD)
+    second = b.login("Roaming", PASSWORD)
+    assert b.user_for(first.token) == a.user_for(second.token) == "roaming"
+    old, renewed = b.renew(first.token)
+    assert a.user_for(renewed.token) == "roaming"
+    assert (a.session_for(first.token) or old).expires_at <= time.time() + 60  # a minute's grace, everywhere
+    _, count = a.logout_all(second.token)
+    assert count == 3 and b.user_for(renewed.token) is None and b.user_for(first.token) is None

@@ -130,7 +130,7 @@ def test_a_room_ends_right_whatever_order_updates_reach_it_in(tmp_path_factory, 
 
 
 def new_room(tmp_path_factory) -> Room:
-    return Room("u/doc", UpdateStore(tmp_path_factory.getbasetemp() / "unused.sqlite3"))  # never opened
+    return Room("u/doc", UpdateStore(tmp_path_factory.getbasetemp() / "unused"))  # never opened
 
 
 @pytest.mark.xfail(strict=True, reason="pycrdt 0.14.13 (yrs): updates applied one at a time out of causal "

@@ -5,7 +5,6 @@ and a control client that keeps its round trip short meanwhile."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,8 @@ from pathlib import Path
 import pytest
 import websockets
 from pycrdt import Doc, Text, create_awareness_message, create_update_message, write_var_uint
+
+from waystation.server.storage import Storage
 
 from server_process import Server
 from test_sync_server import YClient, register, run, until
@@ -283,7 +284,7 @@ def test_a_big_document_reloads_off_the_event_loop_from_a_compacted_history(site
         server.stop()  # its shutdown waits for compactions under way
     # Squashed as it grew: what follows the last squash never outweighs it (nor 1 MiB), so a
     # load reads at most about twice the document, whatever the timing of the squashes.
-    with sqlite3.connect(tmp_path / "data" / "sync.sqlite3") as db:
+    with Storage.at(tmp_path / "data").database("sync").transaction() as db:
         sizes = [n for (n,) in db.execute("SELECT length(data) FROM sync_updates ORDER BY id")]
     assert len(sizes) < 24 and sum(sizes[1:]) <= max(sizes[0], 1 << 20), sizes
 

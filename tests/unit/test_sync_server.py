@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import struct
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
@@ -29,6 +28,8 @@ from pycrdt import (
     create_update_message,
     handle_sync_message,
 )
+
+from waystation.server.storage import Storage
 
 from server_process import Server
 
@@ -390,7 +391,7 @@ def test_sigterm_right_after_a_burst_keeps_every_edit(site: Path, tmp_path: Path
         asyncio.run(asyncio.wait_for(check(), 30))
     finally:
         restarted.stop()
-    with sqlite3.connect(data / "sync.sqlite3") as db:  # committed in groups: merged, not 1,000 rows
+    with Storage.at(data).database("sync").transaction() as db:  # committed in groups: merged, not 1,000 rows
         assert db.execute("SELECT count(*) FROM sync_updates").fetchone()[0] < 500
 
 

@@ -1,14 +1,21 @@
-"""The sync store: group commit, durability notices, compaction, on a real SQLite file."""
+"""The sync store: group commit, durability notices, compaction, on a real database (a SQLite
+file, or PostgreSQL with --engine postgresql), and several stores on one database, as several
+server instances share it."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pycrdt import Array, Doc, Text
 
+from waystation.server.storage import Storage
+from waystation.server.sync.compaction import squash
+from waystation.server.sync.document import Document
 from waystation.server.sync.store import UpdateStore
 
 
@@ -28,23 +35,24 @@ def history(n: int) -> tuple[Doc[Any], list[bytes]]:
 
 
 def loaded(updates: list[bytes]) -> tuple[str, list[Any]]:
-    doc: Doc[Any] = Doc()
-    for update in updates:
-        doc.apply_update(update)
-    return str(doc.get("text", type=Text)), doc.get("items", type=Array).to_py() or []
+    """The content of a history, applied as a room loads it (never out of causal order: rows of
+    several instances need not be stored in that order)."""
+    document = Document.build(updates)
+    assert not document.held
+    return content(document.doc)
 
 
 def content(doc: Doc[Any]) -> tuple[str, list[Any]]:
     return str(doc.get("text", type=Text)), doc.get("items", type=Array).to_py() or []
 
 
-def rows(path: Path, room: str) -> list[bytes]:
-    with sqlite3.connect(path) as db:
-        return [r[0] for r in db.execute("SELECT data FROM sync_updates WHERE room = ? ORDER BY id", (room,))]
+def rows(data: Path, room: str) -> list[bytes]:
+    with Storage.at(data).database("sync").transaction() as tx:
+        return [bytes(r[0]) for r in tx.execute("SELECT data FROM sync_updates WHERE room = ? ORDER BY id", (room,))]
 
 
-def test_appends_of_one_moment_commit_as_one_batch_and_load_sees_them(tmp_path: Path) -> None:
-    path = tmp_path / "sync.sqlite3"
+def test_appends_of_one_moment_commit_as_one_batch_and_load_sees_them(tmp_path: Path, storage_engine: str) -> None:
+    path = tmp_path
     doc, updates = history(10)
 
     async def scenario() -> None:
@@ -62,12 +70,13 @@ def test_appends_of_one_moment_commit_as_one_batch_and_load_sees_them(tmp_path: 
     asyncio.run(scenario())
     assert len(rows(path, "u/a")) == 2
     assert loaded(rows(path, "u/a")) == content(doc)
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    if storage_engine == "sqlite":
+        with sqlite3.connect(path / "sync.sqlite3") as db:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_what_arrives_during_a_commit_is_the_next_batch_and_is_told_when_durable(tmp_path: Path) -> None:
-    path = tmp_path / "sync.sqlite3"
+    path = tmp_path
     doc, updates = history(30)
 
     async def scenario() -> None:
@@ -94,7 +103,7 @@ def test_what_arrives_during_a_commit_is_the_next_batch_and_is_told_when_durable
 
 def test_a_history_that_outweighs_its_squash_is_compacted(tmp_path: Path) -> None:
     """Rows past the first (the last squash) heavier than it and 1 MiB: squashed, however few."""
-    path = tmp_path / "sync.sqlite3"
+    path = tmp_path
     doc: Doc[Any] = Doc()
     text = doc.get("text", type=Text)
     updates: list[bytes] = []
@@ -117,7 +126,7 @@ def test_a_history_that_outweighs_its_squash_is_compacted(tmp_path: Path) -> Non
 
 
 def test_compaction_keeps_the_document_and_shrinks_the_rows(tmp_path: Path) -> None:
-    path = tmp_path / "sync.sqlite3"
+    path = tmp_path
     doc, updates = history(600)
 
     async def scenario() -> None:
@@ -139,7 +148,7 @@ def test_compaction_keeps_the_document_and_shrinks_the_rows(tmp_path: Path) -> N
 
 
 def test_compact_squashes_to_one_row_now(tmp_path: Path) -> None:
-    path = tmp_path / "sync.sqlite3"
+    path = tmp_path
     doc, updates = history(40)
 
     async def scenario() -> None:
@@ -158,7 +167,7 @@ def test_compact_squashes_to_one_row_now(tmp_path: Path) -> None:
 
 
 def test_a_load_racing_a_flush_misses_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "sync.sqlite3"
+    path = tmp_path
     doc, updates = history(200)
 
     async def scenario() -> None:
@@ -174,3 +183,131 @@ def test_a_load_racing_a_flush_misses_nothing(tmp_path: Path) -> None:
 
     asyncio.run(scenario())
     assert loaded(rows(path, "u/a")) == content(doc)
+
+
+# --- several instances on one database ---
+
+ROOM = "u/shared"
+
+
+def appends(client: int, n: int) -> list[bytes]:
+    """`n` updates of client `client`, each appending `client:i` to the shared array and text."""
+    doc: Doc[Any] = Doc(client_id=client)
+    text, items = doc.get("text", type=Text), doc.get("items", type=Array)
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    for i in range(n):
+        with doc.transaction():
+            text.insert(len(text), f"{client}:{i},")
+            items.append(f"{client}:{i}")
+    return updates
+
+
+def instance(data: Path, **options: Any) -> UpdateStore:
+    """A store of its own on `data`'s database, as another server instance would have."""
+    return UpdateStore(Storage(data, Storage.at(data).url), **options)
+
+
+async def stored(data: Path) -> list[bytes]:
+    store = instance(data)
+    await store.open()
+    try:
+        return await store.load(ROOM)
+    finally:
+        await store.close()
+
+
+def assert_each_row_adds_something(found: list[bytes]) -> None:
+    """Every update is in one row only: leaving any row out changes the document's state (a
+    CRDT applies an update twice as once, so repeated rows would not show in its content)."""
+    def state(updates: list[bytes]) -> bytes:
+        return Document.build(updates).doc.get_state()
+
+    whole = state(found)
+    for i in range(len(found)):
+        assert state(found[:i] + found[i + 1:]) != whole, f"row {i} of {len(found)} repeats others"
+
+
+def test_two_instances_writing_and_compacting_one_room_lose_and_repeat_nothing(tmp_path: Path) -> None:
+    """Two stores on one database, each writing another client's edits to one room, update by
+    update, and squashing it as it grows (each sees its own writes only): a fresh store loads
+    every edit."""
+    ours, theirs = appends(1, 150), appends(2, 150)
+
+    async def scenario() -> None:
+        a, b = instance(tmp_path, compact_after=6), instance(tmp_path, compact_after=6)
+        await asyncio.gather(a.open(), b.open())
+
+        async def write(store: UpdateStore, updates: list[bytes]) -> None:
+            for update in updates:
+                store.append(ROOM, update)
+                await store.flush()
+
+        await asyncio.gather(write(a, ours), write(b, theirs))
+        await asyncio.gather(a.close(), b.close())
+
+    asyncio.run(scenario())
+    found = asyncio.run(stored(tmp_path))
+    expected: Doc[Any] = Doc()
+    for update in ours + theirs:
+        expected.apply_update(update)
+    got = loaded(found)
+    assert got == content(expected)
+    assert len(got[1]) == 300 and set(got[1]) == {f"{c}:{i}" for c in (1, 2) for i in range(150)}
+    assert len(found) < 150  # compacted as it went
+    assert_each_row_adds_something(found)
+
+
+def test_a_squash_of_rows_another_instance_squashed_meanwhile_is_dropped(tmp_path: Path) -> None:
+    """Instance A reads a room's rows to squash them; B, meanwhile, writes more and squashes
+    them all. A's squash would store their content a second time: it is dropped."""
+    updates = appends(1, 14)
+
+    async def scenario() -> None:
+        a, b = instance(tmp_path), instance(tmp_path)
+        await asyncio.gather(a.open(), b.open())
+        for update in updates[:10]:
+            a.append(ROOM, update)
+            await a.flush()
+        read = await a._run(a._select_for_compaction, ROOM)  # A's squash starts: the rows it read
+        for update in updates[10:]:
+            b.append(ROOM, update)
+            await b.flush()
+        await b.compact(ROOM)
+        replaced, again = await a._run(a._replace, ROOM, read, squash([data for _, data in read]))
+        assert not replaced and not again
+        assert await a.row_count(ROOM) == 1  # B's squash alone
+        await asyncio.gather(a.close(), b.close())
+
+    asyncio.run(scenario())
+    found = asyncio.run(stored(tmp_path))
+    assert loaded(found) == loaded(updates) and len(found) == 1
+
+
+def test_a_row_that_commits_while_a_squash_is_made_is_kept(tmp_path: Path, storage_engine: str) -> None:
+    """On PostgreSQL a row takes its id when inserted and may commit after rows with higher ids:
+    a squash that read past it must not delete it when it has committed meanwhile."""
+    if storage_engine != "postgresql":
+        pytest.skip("SQLite gives ids in commit order: one writer at a time")
+    ours, late = appends(1, 10), appends(2, 1)[0]
+
+    async def scenario() -> None:
+        a = instance(tmp_path)
+        await a.open()
+        with ExitStack() as held:  # another instance's batch, its id taken, not yet committed
+            other = held.enter_context(Storage(tmp_path, Storage.at(tmp_path).url).database("sync").transaction())
+            other.execute("INSERT INTO sync_updates (room, data) VALUES (?, ?)", (ROOM, late))
+            for update in ours:
+                a.append(ROOM, update)
+                await a.flush()
+            read = await a._run(a._select_for_compaction, ROOM)
+            assert len(read) == len(ours)  # not the uncommitted row, whose id is lower
+        replaced, _ = await a._run(a._replace, ROOM, read, squash([data for _, data in read]))
+        assert replaced
+        assert await a.row_count(ROOM) == 2  # the squash, and the row that committed meanwhile
+        await a.close()
+
+    asyncio.run(scenario())
+    found = asyncio.run(stored(tmp_path))
+    assert loaded(found) == loaded([*ours, late])
+    assert "2:0" in loaded(found)[1]

@@ -57,7 +57,7 @@ def relayable_tables(manifest: Manifest) -> dict[str, EventTable]:
 def event_routes(data: Path, config: ServerConfig) -> list[BaseRoute]:
     log = EventLog(data)
     registry = Registry(data)
-    accounts = Accounts(data / "sync.sqlite3")
+    accounts = Accounts(data)
 
     known: dict[tuple[str, str], dict[str, EventTable]] = {}
 

@@ -61,9 +61,8 @@ def sync_routes(data: Path, config: ServerConfig | None = None) -> tuple[list[Ba
 def sync_endpoint(data: Path, config: ServerConfig | None = None) -> tuple[SyncEndpoint, Lifespan]:
     """`sync_routes`, with the endpoint itself: its accounts and rooms serve other APIs too (run_api)."""
     config = config or ServerConfig.from_env()
-    path = data / "sync.sqlite3"
-    store = UpdateStore(path, compact_after=config.compact_after, durable_sync=bool(config.fsync_commits))
-    endpoint = SyncEndpoint(Accounts(path, token_hours=config.token_hours), Rooms(store, config), config)
+    store = UpdateStore(data, compact_after=config.compact_after, durable_sync=bool(config.fsync_commits))
+    endpoint = SyncEndpoint(Accounts(data, token_hours=config.token_hours), Rooms(store, config), config)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:

@@ -1,6 +1,7 @@
 """Accounts for sync: users with scrypt-hashed passwords, and the tokens they log in with.
 
-    data/sync.sqlite3   tables sync_users (name, salt, hash, params), sync_tokens (sha256, user, expires)
+    store "sync" (data/sync.sqlite3, or the PostgreSQL database)
+        tables sync_users (name, salt, hash, params), sync_tokens (sha256, user, expires)
 
 A token is 32 random bytes, handed out once; only its SHA-256 is stored, so the database
 does not hold anything that would let its reader sync as someone else. A token lives
@@ -14,7 +15,10 @@ capitals are found by their lower-case form and keep their stored spelling, whic
 their documents' room names: renaming them would orphan those documents and the copies on
 their devices. Where two such rows differ only by case, the older one keeps the name.
 
-    accounts = Accounts(Path("data/sync.sqlite3"))
+Every check reads the database, so with several server instances on one PostgreSQL database a
+token renewed, revoked or logged out everywhere on one instance is so on all of them at once.
+
+    accounts = Accounts(Path("data"))
     issued = accounts.register("Alice", "correct horse")
     issued.user                               # "alice"
     accounts.session_for(issued.token).user   # "alice"
@@ -27,17 +31,16 @@ import hmac
 import os
 import re
 import secrets
-import sqlite3
 import time
 import unicodedata
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
-from .._sqlite import create, transaction
+from ..storage import Connection, IntegrityError, Storage
 from .errors import AccountError
+from .schema import MIGRATIONS, STORE
 
 __all__ = ["Accounts", "Issued", "Session", "USER_NAME", "canonical_user", "check_password", "token_digest"]
 
@@ -47,22 +50,6 @@ RENEWAL_GRACE_SECONDS = 60.0  # a renewed token still works this long: other tab
 _COMMON_PASSWORDS = frozenset(FREQUENCY_LISTS["passwords"])  # zxcvbn's 30,000 most common, lower case
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # ~16 MiB and tens of ms per hash (OWASP's minimum)
 _WRONG = "wrong user name or password"
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sync_users (
-    name TEXT PRIMARY KEY,
-    salt BLOB NOT NULL,
-    hash BLOB NOT NULL,
-    params TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sync_tokens (
-    sha256 BLOB PRIMARY KEY,
-    user TEXT NOT NULL REFERENCES sync_users (name),
-    expires_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sync_users_by_lower_name ON sync_users (lower(name));
-CREATE INDEX IF NOT EXISTS sync_tokens_by_user ON sync_tokens (user);
-"""
 
 
 @dataclass(frozen=True)
@@ -92,12 +79,14 @@ class Session:
 
 
 class Accounts:
-    """Users and tokens in the SQLite file `path`. Blocking: call from a thread pool."""
+    """Users and tokens of the data folder `data` (or of a Storage). Blocking: call from a thread pool."""
 
-    def __init__(self, path: Path, *, token_hours: float = 168.0) -> None:
-        self.path = path
+    def __init__(self, data: str | Path | Storage, *, token_hours: float = 168.0) -> None:
+        self.storage = Storage.at(data)
         self.token_seconds = token_hours * 3600
-        create(path, _SCHEMA)
+        # synchronous FULL: what SQLite's default gave these tables before, an account or a
+        # token survives a power cut once handed out
+        self.db = self.storage.database(STORE, MIGRATIONS, synchronous="FULL", timeout=5.0)
 
     def register(self, user: str, password: str) -> Issued:
         """Create `user` (any case; stored canonical); returns a token for them."""
@@ -107,12 +96,13 @@ class Accounts:
             raise AccountError(409, f"user {user!r} exists already")
         salt = os.urandom(16)
         hashed = _hash(password, salt, _SCRYPT)
-        try:
-            with self._db() as db:
+        try:  # with another instance registering the same name, the primary key decides
+            with self.db.transaction(immediate=True) as db:
                 if self._exists(user, db):
-                    raise sqlite3.IntegrityError
-                db.execute("INSERT INTO sync_users VALUES (?, ?, ?, ?, ?)", (user, salt, hashed, _params(), time.time()))
-        except sqlite3.IntegrityError:
+                    raise IntegrityError(f"user {user!r} exists")
+                db.execute("INSERT INTO sync_users (name, salt, hash, params, created_at) VALUES (?, ?, ?, ?, ?)",
+                           (user, salt, hashed, _params(), time.time()))
+        except IntegrityError:
             raise AccountError(409, f"user {user!r} exists already") from None
         return self._issue(user)
 
@@ -123,8 +113,8 @@ class Accounts:
     def session_for(self, token: str) -> Session | None:
         """What a valid, unexpired token stands for, or None."""
         digest = token_digest(token)
-        with self._db() as db:
-            row = db.execute("SELECT user, expires_at FROM sync_tokens WHERE sha256 = ? AND expires_at > ?",
+        with self.db.transaction() as db:
+            row = db.execute('SELECT "user", expires_at FROM sync_tokens WHERE sha256 = ? AND expires_at > ?',
                              (digest, time.time())).fetchone()
         return None if row is None else Session(str(row[0]), digest, float(row[1]))
 
@@ -136,23 +126,24 @@ class Accounts:
     def renew(self, token: str) -> tuple[Session, Issued]:
         """A new token for the holder of `token`, which then works for a minute's grace only."""
         old = self._require(token)
-        with self._db() as db:
-            db.execute("UPDATE sync_tokens SET expires_at = min(expires_at, ?) WHERE sha256 = ?",
-                       (time.time() + RENEWAL_GRACE_SECONDS, old.digest))
+        grace = time.time() + RENEWAL_GRACE_SECONDS
+        with self.db.transaction() as db:
+            db.execute("UPDATE sync_tokens SET expires_at = ? WHERE sha256 = ? AND expires_at > ?",
+                       (grace, old.digest, grace))
         return old, self._issue(old.user)
 
     def logout(self, token: str) -> Session:
         """Revoke `token`."""
         session = self._require(token)
-        with self._db() as db:
+        with self.db.transaction() as db:
             db.execute("DELETE FROM sync_tokens WHERE sha256 = ?", (session.digest,))
         return session
 
     def logout_all(self, token: str) -> tuple[Session, int]:
         """Revoke every token of `token`'s user; returns how many there were."""
         session = self._require(token)
-        with self._db() as db:
-            count = db.execute("DELETE FROM sync_tokens WHERE user = ?", (session.user,)).rowcount
+        with self.db.transaction() as db:
+            count = db.execute('DELETE FROM sync_tokens WHERE "user" = ?', (session.user,)).rowcount
         return session, count
 
     def change_password(self, token: str, old: str, new: str) -> tuple[Session, Issued]:
@@ -162,10 +153,10 @@ class Accounts:
         check_password(session.user.casefold(), new)
         salt = os.urandom(16)
         hashed = _hash(new, salt, _SCRYPT)
-        with self._db() as db:
+        with self.db.transaction() as db:
             db.execute("UPDATE sync_users SET salt = ?, hash = ?, params = ? WHERE name = ?",
                        (salt, hashed, _params(), session.user))
-            db.execute("DELETE FROM sync_tokens WHERE user = ?", (session.user,))
+            db.execute('DELETE FROM sync_tokens WHERE "user" = ?', (session.user,))
         return session, self._issue(session.user)
 
     def _verify(self, user: str, password: str, *, exact: bool = False) -> str:
@@ -176,7 +167,7 @@ class Accounts:
         """
         row = None
         if len(password) <= MAX_PASSWORD:
-            with self._db() as db:
+            with self.db.transaction() as db:
                 if exact:
                     row = db.execute("SELECT name, salt, hash, params FROM sync_users WHERE name = ?", (user,)).fetchone()
                 else:
@@ -190,9 +181,9 @@ class Accounts:
             raise AccountError(401, _WRONG)
         return str(name)
 
-    def _exists(self, user: str, db: sqlite3.Connection | None = None) -> bool:
+    def _exists(self, user: str, db: Connection | None = None) -> bool:
         if db is None:
-            with self._db() as db:
+            with self.db.transaction() as db:
                 return self._exists(user, db)
         return db.execute("SELECT 1 FROM sync_users WHERE lower(name) = ?", (user,)).fetchone() is not None
 
@@ -206,13 +197,11 @@ class Accounts:
         token = secrets.token_urlsafe(32)
         now = time.time()
         issued = Issued(user, token, token_digest(token), now, now + self.token_seconds)
-        with self._db() as db:
+        with self.db.transaction() as db:
             db.execute("DELETE FROM sync_tokens WHERE expires_at <= ?", (now,))
-            db.execute("INSERT INTO sync_tokens VALUES (?, ?, ?)", (issued.digest, user, issued.expires_at))
+            db.execute('INSERT INTO sync_tokens (sha256, "user", expires_at) VALUES (?, ?, ?)',
+                       (issued.digest, user, issued.expires_at))
         return issued
-
-    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
-        return transaction(self.path, timeout=5)
 
 
 def canonical_user(name: str, *, for_login: bool = False) -> str:

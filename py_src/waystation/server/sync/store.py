@@ -1,7 +1,8 @@
-"""Document updates in SQLite, committed in groups; nothing that reveals an update leaves the
-server before the transaction that holds it has committed.
+"""Document updates in the store "sync" (data/sync.sqlite3, or the PostgreSQL database every
+instance shares), committed in groups; nothing that reveals an update leaves the server before
+the transaction that holds it has committed.
 
-    data/sync.sqlite3   table sync_updates (id, room, data): each room's history of updates
+    table sync_updates (id, room, data): each room's history of updates
 
 Group commit: `append` adds an update to the batch being collected and returns that batch's
 number; a flush starts as soon as something is pending and no flush is in flight, and what
@@ -11,23 +12,37 @@ every message that reveals an update (its broadcast, a sync step 2 sent after it
 then, so an edit a client can see acknowledged is on disk. Writing each update as it came cost
 ~2.45 ms apiece; a batch costs one commit whatever its size.
 
-Durability: WAL with synchronous=NORMAL survives the process being killed (SIGKILL included:
-the commit is in the WAL file, in the OS's cache), not a power cut or an OS crash, which can
-lose the last transactions before a checkpoint. synchronous=FULL (`durable_sync=True`) fsyncs
-every commit and survives those too, at the cost of one fsync per batch.
+Durability on SQLite: WAL with synchronous=NORMAL survives the process being killed (SIGKILL
+included: the commit is in the WAL file, in the OS's cache), not a power cut or an OS crash,
+which can lose the last transactions before a checkpoint. synchronous=FULL (`durable_sync=True`)
+fsyncs every commit and survives those too, at the cost of one fsync per batch. On PostgreSQL a
+commit is as durable as the server's own settings make it (`synchronous_commit`).
 
 When a room's history passes `compact_after` rows, or its rows after the first (the last
 squash) outweigh it and 1 MiB, it is squashed into one row holding the same document
 (`compaction.squash`), in the transaction that deletes the rows it replaced: a room then loads
 from one encoding of the document plus a short tail, in time linear in the document.
 
-Every SQLite call runs on one worker thread, in submission order, so a `load` sees each batch
-submitted before it, and the buffer it copies at submission holds everything later.
+Several instances may write and compact one room at once (on PostgreSQL, or processes sharing
+a SQLite file), so a squash deletes exactly the rows it read, checked unchanged, under a lock
+per room (a PostgreSQL advisory lock, SQLite's write lock), and takes the last one's id. A row
+it did not read stays, whatever its id: PostgreSQL hands out ids when a row is inserted, not
+when it commits, so a row with a smaller id can commit after a squash read past it (being a
+CRDT update, it applies the same before or after the squash). If another instance squashed
+some of those rows meanwhile, this squash is dropped and the room read again, rather than
+storing their content twice. An instance counts only its own writes towards the trigger, so
+it reads a room's counts again every `compact_after // 4` rows it writes there and at every
+compaction.
+
+Every database call runs on one worker thread, in submission order, so a `load` sees each
+batch submitted before it, and the buffer it copies at submission holds everything later. On
+SQLite that thread keeps one connection open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -37,30 +52,25 @@ from typing import TypeVar
 
 from pycrdt import merge_updates
 
+from ..storage import Connection, Database, SqliteDatabase, Storage
 from .compaction import squash
+from .schema import MIGRATIONS, STORE
 
 __all__ = ["UpdateStore"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sync_updates (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    room TEXT NOT NULL,
-    data BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS sync_updates_by_room ON sync_updates (room, id);
-"""
-_RETRY_SECONDS = 1.0  # after a failed write (disk full, locked): the batch stays pending
+_RETRY_SECONDS = 1.0  # after a failed write (disk full, locked, database down): the batch stays pending
 _TAIL_SLACK = 1 << 20  # bytes of history past the last squash before its size alone compacts
+_ROOM_LOCK = 0x7379_6E63  # the class of PostgreSQL advisory locks that serialise squashes, one per room
 
 
 class UpdateStore:
-    """The history of every room's document, in `path` (SQLite, WAL)."""
+    """The history of every room's document, in the store "sync" of `data` (a folder, or a Storage)."""
 
-    def __init__(self, path: Path, *, compact_after: int = 500, durable_sync: bool = False) -> None:
-        self.path = path
+    def __init__(self, data: str | Path | Storage, *, compact_after: int = 500, durable_sync: bool = False) -> None:
+        self.storage = Storage.at(data)
         self.compact_after = compact_after
         self.durable_sync = durable_sync
         self.committed = 0  # every batch numbered up to this one is on disk
@@ -71,14 +81,14 @@ class UpdateStore:
         self._flusher: asyncio.Task[None] | None = None
         self._compacting: dict[str, asyncio.Task[None]] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-store")
-        self._db: sqlite3.Connection | None = None  # owned by the worker thread
+        self._db: Database | None = None  # used on the worker thread only
         self._history: dict[str, _History] = {}  # owned by the worker thread
 
     async def open(self) -> None:
         await self._run(self._connect)
 
     async def close(self) -> None:
-        """Write everything pending, close the database."""
+        """Write everything pending, let go of the database."""
         try:
             await self.flush()
             await asyncio.gather(*self._compacting.values(), return_exceptions=True)
@@ -124,22 +134,25 @@ class UpdateStore:
         buffered = list(self._pending.get(room, ()))
         return await self._run(self._select, room) + buffered
 
-    async def compact(self, room: str) -> bool:
-        """Squash the stored history of `room` into one row now. The squash (O(document), and
-        pycrdt holds the GIL for parts of it) runs on a thread of its own, so that commits go on
-        meanwhile; rows written since it read them stay, after the squashed one. True if those
-        rows want compacting again."""
-        rows = await self._run(self._select_with_ids, room)
-        if len(rows) < 2:
+    async def compact(self, room: str, *, if_due: bool = False) -> bool:
+        """Squash the stored history of `room` into one row now (`if_due`: only if the rows,
+        read now, want it: another instance may have squashed them already). The squash
+        (O(document), and pycrdt holds the GIL for parts of it) runs on a thread of its own,
+        so that commits go on meanwhile; rows written since it read them stay, beside the
+        squashed one. True if the room's rows want compacting again."""
+        rows = await self._run(self._select_for_compaction, room)
+        if len(rows) < 2 or (if_due and not _History.of_rows(rows).wants_compaction(self.compact_after)):
             return False
         squashed = await asyncio.to_thread(squash, [data for _, data in rows])
-        again = await self._run(self._replace, room, rows[-1][0], squashed)
-        log.info("sync store: compacted %s from %d rows to 1", room, len(rows))
+        replaced, again = await self._run(self._replace, room, rows, squashed)
+        if replaced:
+            log.info("sync store: compacted %s from %d rows to 1", room, len(rows))
+        else:
+            log.info("sync store: rows of %s were squashed elsewhere meanwhile; dropped this squash", room)
         return again
 
     async def row_count(self, room: str) -> int:
-        return await self._run(lambda: self._conn().execute(
-            "SELECT count(*) FROM sync_updates WHERE room = ?", (room,)).fetchone()[0])
+        return await self._run(self._row_count, room)
 
     async def documents_of(self, user: str) -> set[str]:
         """The rooms of `user` (`USER/...`) that have a stored or pending update."""
@@ -184,7 +197,7 @@ class UpdateStore:
         try:
             # Commits that came during a squash were not compacted by it: squash again if they
             # would have asked for it (a room written faster than it squashes grows no tail).
-            while await self.compact(room):
+            while await self.compact(room, if_due=True):
                 pass
         except Exception:  # the rows are written; compaction retries after the next write
             log.exception("sync store: compacting %s failed", room)
@@ -197,64 +210,99 @@ class UpdateStore:
     # --- on the worker thread ---
 
     def _connect(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={'FULL' if self.durable_sync else 'NORMAL'}")
-        db.execute("PRAGMA busy_timeout=5000")
-        db.executescript(_SCHEMA)
-        self._db = db
+        # per_thread: every call runs on this one thread, which keeps its SQLite connection open
+        self._db = self.storage.database(STORE, MIGRATIONS, synchronous="FULL" if self.durable_sync else "NORMAL",
+                                         per_thread=True, timeout=5.0)
 
     def _disconnect(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        db, self._db = self._db, None
+        if isinstance(db, SqliteDatabase):  # a PostgreSQL pool is the process's: closed at its exit
+            db.close()
+            # this thread's connection: closed now (checkpointing the WAL), not whenever the
+            # garbage collector finds it (a sqlite3 connection is in a reference cycle)
+            kept: sqlite3.Connection | None = getattr(db._local, "db", None)
+            if kept is not None:
+                kept.close()
+                db._local.db = None
 
-    def _conn(self) -> sqlite3.Connection:
+    def _database(self) -> Database:
         if self._db is None:
             raise RuntimeError("UpdateStore is not open: call `await store.open()` first")
         return self._db
 
     def _select(self, room: str) -> list[bytes]:
-        rows = self._conn().execute("SELECT data FROM sync_updates WHERE room = ? ORDER BY id", (room,))
+        with self._database().transaction() as tx:
+            rows = tx.execute("SELECT data FROM sync_updates WHERE room = ? ORDER BY id", (room,)).fetchall()
         return [bytes(data) for (data,) in rows]
 
+    def _row_count(self, room: str) -> int:
+        with self._database().transaction() as tx:
+            (count,) = tx.execute("SELECT count(*) FROM sync_updates WHERE room = ?", (room,)).fetchone()
+        return int(count)
+
     def _rooms_with_prefix(self, prefix: str) -> set[str]:
-        rows = self._conn().execute("SELECT DISTINCT room FROM sync_updates WHERE room >= ? AND room < ?",
-                                    (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)))
-        return {room for (room,) in rows}
+        with self._database().transaction() as tx:
+            rows = tx.execute("SELECT DISTINCT room FROM sync_updates WHERE room >= ? AND room < ?",
+                              (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1))).fetchall()
+        return {str(room) for (room,) in rows}
 
     def _write(self, batch: dict[str, list[bytes]]) -> list[str]:
         """Commit `batch`; the rooms whose history now wants compacting."""
-        db = self._conn()
         written = {room: _merged_or_each(updates) for room, updates in batch.items()}
-        with _transaction(db):
-            for room, rows in written.items():
-                db.executemany("INSERT INTO sync_updates (room, data) VALUES (?, ?)", [(room, row) for row in rows])
+        counted: dict[str, _History] = {}
+        with self._database().transaction(immediate=True) as tx:
+            tx.executemany("INSERT INTO sync_updates (room, data) VALUES (?, ?)",
+                           [(room, row) for room, rows in written.items() for row in rows])
+            for room in written:  # counted here, with this batch: a failure leaves it pending whole
+                history = self._history.get(room)
+                if history is None or history.unread >= max(1, self.compact_after // 4):
+                    counted[room] = _History.of(tx, room)  # other instances' rows too
         for room, rows in written.items():
-            self._history_of(room, rows).add(rows)
+            if room in counted:
+                self._history[room] = counted[room]
+            else:
+                self._history[room].add(rows)
         return [room for room in batch if self._history[room].wants_compaction(self.compact_after)]
 
-    def _history_of(self, room: str, just_written: list[bytes]) -> _History:
-        """The shape of `room`'s stored history (kept here: asking SQLite per commit is O(rows))."""
-        if room not in self._history:
-            self._history[room] = _History.of(self._conn(), room)
-            self._history[room].remove(just_written)  # counted by the query; `add` counts them again
-        return self._history[room]
+    def _select_for_compaction(self, room: str) -> list[tuple[int, bytes]]:
+        """Every row of `room` with its id; the room's counts are these rows' from now on."""
+        with self._database().transaction() as tx:
+            rows = [(int(id), bytes(data)) for id, data in
+                    tx.execute("SELECT id, data FROM sync_updates WHERE room = ? ORDER BY id", (room,))]
+        self._history[room] = _History.of_rows(rows)
+        return rows
 
-    def _select_with_ids(self, room: str) -> list[tuple[int, bytes]]:
-        rows = self._conn().execute("SELECT id, data FROM sync_updates WHERE room = ? ORDER BY id", (room,))
-        return [(id, bytes(data)) for id, data in rows]
+    def _replace(self, room: str, rows: list[tuple[int, bytes]], squashed: bytes) -> tuple[bool, bool]:
+        """Rows `rows` of `room` become one row, `squashed`, with the last one's id, if every
+        one is still there as read; else nothing changes. Whether it replaced them, and whether
+        the room's rows (read again) want compacting already."""
+        db = self._database()
+        try:
+            with db.transaction(immediate=True) as tx:  # SQLite: the write lock, held to the end
+                if tx.engine == "postgresql":
+                    tx.execute(f"SELECT pg_advisory_xact_lock({_ROOM_LOCK}, hashtext(?))", (room,))
+                    # by digest: no second transfer of the document to the database
+                    deleted = tx.executemany(
+                        "DELETE FROM sync_updates WHERE id = ? AND room = ? AND sha256(data) = ?",
+                        [(id, room, hashlib.sha256(data).digest()) for id, data in rows]).rowcount
+                else:
+                    deleted = tx.executemany("DELETE FROM sync_updates WHERE id = ? AND room = ? AND data = ?",
+                                             [(id, room, data) for id, data in rows]).rowcount
+                if deleted != len(rows):
+                    raise _Changed  # squashed elsewhere meanwhile: this squash would repeat their content
+                tx.execute("INSERT INTO sync_updates (id, room, data) VALUES (?, ?, ?)", (rows[-1][0], room, squashed))
+                history = _History.of(tx, room)
+            replaced = True
+        except _Changed:
+            with db.transaction() as tx:
+                history = _History.of(tx, room)
+            replaced = False
+        self._history[room] = history
+        return replaced, history.wants_compaction(self.compact_after)
 
-    def _replace(self, room: str, last: int, squashed: bytes) -> bool:
-        """Rows of `room` up to id `last` become one row, `squashed`, in their place (id `last`);
-        True if the rows written since then want compacting already."""
-        db = self._conn()
-        with _transaction(db):
-            db.execute("DELETE FROM sync_updates WHERE room = ? AND id <= ?", (room, last))
-            db.execute("INSERT INTO sync_updates (id, room, data) VALUES (?, ?, ?)", (last, room, squashed))
-        self._history[room] = _History.of(db, room)
-        return self._history[room].wants_compaction(self.compact_after)
+
+class _Changed(Exception):
+    """Rows a squash read are no longer there as it read them."""
 
 
 def _has_running_loop() -> bool:
@@ -278,43 +326,31 @@ def _merged_or_each(updates: list[bytes]) -> list[bytes]:
 
 
 class _History:
-    """How many rows a room's stored history has, their bytes, and the first row's (the last squash)."""
+    """How many rows a room's stored history has, their bytes, and the first row's (the last
+    squash); `unread`: rows this instance added to the counts since it last read them."""
 
     def __init__(self, count: int, total: int, first: int) -> None:
         self.count, self.total, self.first = count, total, first
+        self.unread = 0
 
     @classmethod
-    def of(cls, db: sqlite3.Connection, room: str) -> _History:
-        count, total, first = db.execute(
+    def of(cls, tx: Connection, room: str) -> _History:
+        count, total, first = tx.execute(
             "SELECT count(*), coalesce(sum(length(data)), 0), coalesce((SELECT length(data) FROM sync_updates"
-            " WHERE room = ?1 ORDER BY id LIMIT 1), 0) FROM sync_updates WHERE room = ?1", (room,)).fetchone()
-        return cls(count, total, first)
+            " WHERE room = ? ORDER BY id LIMIT 1), 0) FROM sync_updates WHERE room = ?", (room, room)).fetchone()
+        return cls(int(count), int(total), int(first))
+
+    @classmethod
+    def of_rows(cls, rows: list[tuple[int, bytes]]) -> _History:
+        return cls(len(rows), sum(len(data) for _, data in rows), len(rows[0][1]) if rows else 0)
 
     def add(self, rows: list[bytes]) -> None:
         if self.count == 0 and rows:
             self.first = len(rows[0])
         self.count += len(rows)
         self.total += sum(map(len, rows))
-
-    def remove(self, rows: list[bytes]) -> None:
-        self.count -= len(rows)
-        self.total -= sum(map(len, rows))
-        if self.count == 0:
-            self.first = 0
+        self.unread += len(rows)
 
     def wants_compaction(self, compact_after: int) -> bool:
         tail = self.total - self.first
         return self.count > compact_after or (self.count > 1 and tail > max(self.first, _TAIL_SLACK))
-
-
-class _transaction:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error (the connection is in autocommit mode)."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
