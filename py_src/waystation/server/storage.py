@@ -163,7 +163,8 @@ class Database:
         return int(found)
 
     def close(self) -> None:
-        """Let go of every connection kept open."""
+        """Let go of the connections this store keeps (SQLite's per-thread ones); a PostgreSQL
+        pool is the whole process's, closed by `close_all` at exit."""
 
     def _lock_migrations(self, tx: Connection) -> None:
         """Hold, until `tx` ends, the lock that lets one process at a time migrate."""
@@ -190,6 +191,8 @@ class SqliteDatabase(Database):
         self.path, self.name = path, path.stem
         self.foreign_keys, self.synchronous, self.per_thread, self.timeout = foreign_keys, synchronous, per_thread, timeout
         self._local = threading.local()
+        self._kept: list[sqlite3.Connection] = []  # the per-thread connections, for close()
+        self._kept_lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         db = self._connect()
         try:
@@ -225,7 +228,18 @@ class SqliteDatabase(Database):
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = self._local.db = self._connect()
+            with self._kept_lock:
+                self._kept.append(db)
         return db
+
+    def close(self) -> None:
+        """Close the per-thread connections now (checkpointing the WAL), not whenever the garbage
+        collector finds them; a thread that transacts again opens a new one."""
+        with self._kept_lock:
+            kept, self._kept = self._kept, []
+        self._local = threading.local()
+        for db in kept:
+            db.close()
 
 
 class PostgresDatabase(Database):
@@ -262,7 +276,7 @@ class PostgresDatabase(Database):
     def _lock_migrations(self, tx: Connection) -> None:
         tx.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
 
-    def close(self) -> None:
+    def close_pool(self) -> None:
         self.pool.close()
 
 
@@ -330,7 +344,7 @@ def close_all(url: str | None = None) -> None:
     """Close the PostgreSQL pools (of `url`, or all): at shutdown, and between tests."""
     with _pools_lock:
         for key in [key for key in _pools if url is None or key == url]:
-            _pools.pop(key).close()
+            _pools.pop(key).close_pool()
 
 
 def _redacted(url: str | None) -> str:

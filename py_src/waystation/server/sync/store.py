@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,7 +51,7 @@ from typing import TypeVar
 
 from pycrdt import merge_updates
 
-from ..storage import Connection, Database, SqliteDatabase, Storage
+from ..storage import Connection, Database, Storage
 from .compaction import squash
 from .schema import MIGRATIONS, STORE
 
@@ -216,14 +215,8 @@ class UpdateStore:
 
     def _disconnect(self) -> None:
         db, self._db = self._db, None
-        if isinstance(db, SqliteDatabase):  # a PostgreSQL pool is the process's: closed at its exit
-            db.close()
-            # this thread's connection: closed now (checkpointing the WAL), not whenever the
-            # garbage collector finds it (a sqlite3 connection is in a reference cycle)
-            kept: sqlite3.Connection | None = getattr(db._local, "db", None)
-            if kept is not None:
-                kept.close()
-                db._local.db = None
+        if db is not None:
+            db.close()  # SQLite: this thread's connection, now; PostgreSQL: the process's pool stays
 
     def _database(self) -> Database:
         if self._db is None:
