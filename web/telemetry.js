@@ -11,8 +11,15 @@
 // the device or the server answered it (web/offload.js), with its latency as the app saw it and
 // the failures that never reach the worker (a closed app, a worker that died, the network); and
 // it is the App that raises "alert". The worker adds what only it can time: each model run
-// (web/ort_host.js), handed back with the call's reply. A call costs a few additions here; the
-// only IndexedDB writes are a sealed report (every BATCH_MS of activity, on flush, on pagehide).
+// (web/ort_host.js), handed back with the call's reply. A call costs a few additions here.
+//
+// The open period is checkpointed to IndexedDB as calls come (one write in flight at a time, the
+// calls meanwhile joining the next), because the write a page makes as it goes (pagehide) is best
+// effort: the browser may tear the page down before it commits. A checkpoint belongs to its page
+// through a Web Lock the page holds while it lives; the next page to send turns the checkpoints of
+// pages that are gone (their lock free) into reports. A period keeps one report id from its first
+// checkpoint to its seal, and sealing deletes the checkpoint in the same transaction, so a period
+// is counted once whichever of the two survives.
 //
 // Reports wait in IndexedDB (the outbox, bounded: MAX_REPORTS and MAX_OUTBOX_BYTES, oldest
 // dropped) until the server accepts them, so they survive offline periods and reloads; each has a
@@ -33,6 +40,8 @@ const MAX_OUTBOX_BYTES = 2 * 1024 * 1024;
 const MAX_REPORT_BYTES = 64 * 1024;
 const DB_NAME = "waystation-telemetry";
 const SEND_LOCK = "waystation-telemetry-send";
+/** The Web Lock a page holds while it lives, naming its checkpoints' owner. */
+const OWNER_LOCK = "waystation-telemetry-page-";
 /** Orders reports kept in the same millisecond by this page (`at` orders the rest). */
 let kept = 0;
 /** Oldest first. @param {{at: number, seq?: number}} a @param {{at: number, seq?: number}} b */
@@ -127,6 +136,19 @@ class TelemetryAggregator {
    * @returns {{start: number, end: number, bundles: object[]} | null}
    */
   take() {
+    const period = this.snapshot();
+    if (period) {
+      this.sections = new Map();
+      this.start = period.end;
+    }
+    return period;
+  }
+
+  /**
+   * The period so far, left going on (a checkpoint); null when nothing happened.
+   * @returns {{start: number, end: number, bundles: object[]} | null}
+   */
+  snapshot() {
     if (this.empty) return null;
     const end = Date.now();
     const bundles = [...this.sections.values()].map((s) => ({
@@ -137,10 +159,7 @@ class TelemetryAggregator {
       startup: Object.fromEntries(Object.entries(s.startup).map(([k, h]) => [k, latencyJson(h)])),
       signals: Object.fromEntries(Object.entries(s.signals).map(([k, c]) => [k, { n: c.n, counts: [...c.counts] }])),
     }));
-    const period = { start: this.start, end: Math.max(end, this.start), bundles };
-    this.sections = new Map();
-    this.start = end;
-    return period;
+    return { start: this.start, end: Math.max(end, this.start), bundles };
   }
 }
 
@@ -227,12 +246,22 @@ function done(request) {
 let database = null;
 function db() {
   database ??= new Promise((resolve, reject) => {
-    const request = indexedDB.open(DB_NAME, 1);
+    const request = indexedDB.open(DB_NAME, 2);
     request.onupgradeneeded = () => {
-      request.result.createObjectStore("reports", { keyPath: "id" });
-      request.result.createObjectStore("meta");
+      const names = request.result.objectStoreNames;
+      if (!names.contains("reports")) request.result.createObjectStore("reports", { keyPath: "id" });
+      if (!names.contains("meta")) request.result.createObjectStore("meta");
+      // version 2: the open periods' checkpoints, {id, owner, at, seq, bytes, body}
+      if (!names.contains("open")) request.result.createObjectStore("open", { keyPath: "id" });
     };
-    request.onsuccess = () => resolve(request.result);
+    request.onsuccess = () => {
+      // a page with a newer version of this code upgrades the database: let it (opened again on next use)
+      request.result.onversionchange = () => {
+        request.result.close();
+        database = null;
+      };
+      resolve(request.result);
+    };
     request.onerror = () => {
       database = null;
       reject(request.error);
@@ -266,11 +295,20 @@ async function installationId() {
 class Outbox {
   /** Keep `body` (a report's JSON text); past the bounds, the oldest reports are dropped. @param {string} id @param {string} body */
   static async put(id, body) {
-    const tx = (await db()).transaction("reports", "readwrite");
+    const tx = (await db()).transaction(["reports", "open"], "readwrite");
+    tx.objectStore("open").delete(id); // the period's checkpoint, superseded in the same transaction
+    await Outbox.keep(tx, { id, at: Date.now(), seq: kept++, bytes: body.length, body });
+  }
+
+  /**
+   * Keep `report` in transaction `tx` (over "reports"), dropping the oldest past the bounds.
+   * @param {IDBTransaction} tx @param {{id: string, at: number, seq: number, bytes: number, body: string}} report
+   */
+  static async keep(tx, report) {
     const store = tx.objectStore("reports");
     const held = /** @type {{id: string, at: number, seq?: number, bytes: number}[]} */ (await done(store.getAll()));
     held.sort(byAge);
-    let bytes = held.reduce((n, r) => n + r.bytes, 0) + body.length;
+    let bytes = held.reduce((n, r) => n + r.bytes, 0) + report.bytes;
     let count = held.length + 1;
     for (const old of held) {
       if (count <= MAX_REPORTS && bytes <= MAX_OUTBOX_BYTES) break;
@@ -278,8 +316,30 @@ class Outbox {
       count -= 1;
       bytes -= old.bytes;
     }
-    store.put({ id, at: Date.now(), seq: kept++, bytes: body.length, body });
+    store.put(report);
     await done(tx);
+  }
+
+  /**
+   * The checkpoints of pages that are gone (their owner lock free) become reports, each in one
+   * transaction with its removal, so two pages adopting at once keep it once.
+   * @param {string} self this page's owner id
+   */
+  static async adoptOrphans(self) {
+    if (!navigator.locks) return; // no way to tell a living page's checkpoint from a dead one's
+    const database = await db();
+    const open = /** @type {{id: string, owner: string}[]} */ (await done(database.transaction("open").objectStore("open").getAll()));
+    if (!open.length) return;
+    const state = await navigator.locks.query();
+    const alive = new Set([...(state.held ?? []), ...(state.pending ?? [])].map((lock) => lock.name));
+    for (const { id, owner } of open) {
+      if (owner === self || alive.has(OWNER_LOCK + owner)) continue;
+      const tx = database.transaction(["reports", "open"], "readwrite");
+      const checkpoint = await done(tx.objectStore("open").get(id));
+      if (!checkpoint) continue; // another page adopted it meanwhile
+      tx.objectStore("open").delete(id);
+      await Outbox.keep(tx, { id, at: checkpoint.at, seq: checkpoint.seq, bytes: checkpoint.bytes, body: checkpoint.body });
+    }
   }
 
   /** Every waiting report, oldest first. @returns {Promise<{id: string, at: number, body: string}[]>} */
@@ -314,7 +374,20 @@ class TelemetrySender {
     this.onHide = () => {
       if (document.visibilityState === "hidden") void this.seal().then(() => this.send()).catch(() => {});
     };
-    this.onPageHide = () => this.sealOnExit();
+    this.onPageHide = () => {
+      this.sealOnExit();
+      this.releaseOwner(); // a page kept for back/forward takes a new owner id when it shows again
+    };
+    this.onPageShow = (/** @type {PageTransitionEvent} */ e) => {
+      if (e.persisted) this.holdOwner();
+    };
+    /** @type {string | null} the open period's report id, from its first checkpoint to its seal */
+    this.periodId = null;
+    this.checkpointing = false;
+    this.checkpointAgain = false;
+    this.owner = "";
+    this.releaseOwner = () => {};
+    this.holdOwner();
     /** @type {{id: string, month: string} | null} the installation id, read once (a page going away has no time to) */
     this.installation = null;
     /** @type {IDBDatabase | null} the outbox's database once open, for the same reason */
@@ -322,29 +395,83 @@ class TelemetrySender {
     this.ready = Promise.all([installationId(), db()]).then(([id, database]) => {
       this.installation = { id, month: month() };
       this.database = database;
+      this.checkpointSoon(); // what was counted before the database was open
     });
     this.ready.catch(() => {});
     addEventListener("online", this.onOnline);
     addEventListener("pagehide", this.onPageHide);
+    addEventListener("pageshow", this.onPageShow);
     document.addEventListener("visibilitychange", this.onHide);
   }
 
-  /** Called after each recorded call: the first one after a seal starts the batch clock. */
+  /** Hold a Web Lock named after a new owner id until the page goes: its checkpoints are not orphans meanwhile. */
+  holdOwner() {
+    this.owner = crypto.randomUUID();
+    if (!navigator.locks) return;
+    navigator.locks.request(OWNER_LOCK + this.owner, () => new Promise((resolve) => { this.releaseOwner = () => resolve(undefined); }))
+      .catch(() => {});
+  }
+
+  /** Called after each recorded call: the first one after a seal starts the batch clock; a checkpoint follows. */
   touched() {
     this.timer ??= setTimeout(() => {
       this.timer = null;
       void this.seal().then(() => this.send()).catch(() => {});
     }, BATCH_MS);
+    this.checkpointSoon();
+  }
+
+  /** Checkpoint the open period once the caller's own work is done (a burst of calls is one write). */
+  checkpointSoon() {
+    if (this.checkpointing) this.checkpointAgain = true;
+    else if (this.installation && this.database) {
+      this.checkpointing = true;
+      queueMicrotask(() => this.checkpoint());
+    }
+  }
+
+  /**
+   * Write the open period to IndexedDB under its report id, replacing its last checkpoint; once
+   * committed, again if calls came meanwhile. Synchronous up to the transaction, so a seal that
+   * follows is ordered after it (IndexedDB runs overlapping read-write transactions in order).
+   */
+  checkpoint() {
+    const period = this.aggregator.snapshot();
+    if (!period || !this.installation || !this.database) {
+      this.checkpointing = false;
+      return;
+    }
+    this.checkpointAgain = false;
+    this.periodId ??= crypto.randomUUID();
+    const { id, body } = this.report(period, this.installation.id, this.periodId);
+    const finished = () => {
+      if (this.checkpointAgain) this.checkpoint();
+      else this.checkpointing = false;
+    };
+    try {
+      const tx = this.database.transaction("open", "readwrite");
+      tx.objectStore("open").put({ id, owner: this.owner, at: Date.now(), seq: kept++, bytes: body.length, body });
+      tx.oncomplete = finished;
+      tx.onerror = tx.onabort = () => {
+        console.warn(`waystation: telemetry checkpoint not kept: ${tx.error?.message ?? "aborted"}`);
+        finished();
+      };
+    } catch (err) {
+      console.warn(`waystation: telemetry checkpoint not kept: ${/** @type {Error} */ (err).message}`);
+      this.checkpointing = false;
+    }
   }
 
   /** The period so far, as a report in the outbox (nothing when nothing happened). */
   seal() {
     const period = this.aggregator.take();
+    const periodId = this.periodId;
+    this.periodId = null;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     if (!period) return this.sealing;
     this.sealing = this.sealing.then(async () => {
-      const { id, body } = this.report(period, await installationId());
+      const { id, body } = this.report(period, await installationId(), periodId ?? crypto.randomUUID());
       await Outbox.put(id, body);
     }).catch((err) => console.warn(`waystation: telemetry report not kept: ${err.message}`));
     return this.sealing;
@@ -352,10 +479,10 @@ class TelemetrySender {
 
   /**
    * A period as a report: its id and the JSON text sent.
-   * @param {{start: number, end: number, bundles: object[]}} period @param {string} installation
+   * @param {{start: number, end: number, bundles: object[]}} period @param {string} installation @param {string} id
    */
-  report(period, installation) {
-    const report = { schema: 1, id: crypto.randomUUID(), installation, start: period.start, end: period.end,
+  report(period, installation, id) {
+    const report = { schema: 1, id, installation, start: period.start, end: period.end,
       device: this.device(), bundles: period.bundles };
     const body = JSON.stringify(report);
     if (body.length > MAX_REPORT_BYTES) console.warn(`waystation: a telemetry report of ${body.length} bytes is over the server's ${MAX_REPORT_BYTES}`);
@@ -375,13 +502,16 @@ class TelemetrySender {
       return;
     }
     const period = this.aggregator.take();
+    const periodId = this.periodId ?? crypto.randomUUID();
+    this.periodId = null;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     if (!period) return;
-    const { id, body } = this.report(period, this.installation.id);
+    const { id, body } = this.report(period, this.installation.id, periodId);
     try {
-      const tx = this.database.transaction("reports", "readwrite");
+      const tx = this.database.transaction(["reports", "open"], "readwrite");
       tx.objectStore("reports").put({ id, at: Date.now(), seq: kept++, bytes: body.length, body });
+      tx.objectStore("open").delete(id);
       tx.commit();
     } catch (err) {
       console.warn(`waystation: telemetry report not kept: ${/** @type {Error} */ (err).message}`);
@@ -394,6 +524,7 @@ class TelemetrySender {
   /** What would be sent next: the period so far sealed, and every report waiting. */
   async pending() {
     await this.seal();
+    await Outbox.adoptOrphans(this.owner);
     return (await Outbox.all()).map((r) => JSON.parse(r.body));
   }
 
@@ -406,6 +537,7 @@ class TelemetrySender {
     if (!navigator.onLine || Date.now() < this.retryAt) return { sent: 0, pending: (await Outbox.all()).length };
     const run = async () => {
       let sent = 0;
+      await Outbox.adoptOrphans(this.owner);
       const reports = await Outbox.all();
       for (const report of reports) {
         let response;
@@ -441,8 +573,9 @@ class TelemetrySender {
   close() {
     removeEventListener("online", this.onOnline);
     removeEventListener("pagehide", this.onPageHide);
+    removeEventListener("pageshow", this.onPageShow);
     document.removeEventListener("visibilitychange", this.onHide);
-    void this.seal();
+    void this.seal().finally(() => this.releaseOwner());
   }
 }
 

@@ -9,6 +9,7 @@ the PSI of `score` against a uniform reference above 0.5. Every request of each 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import secrets
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, Request
+from playwright.sync_api import Error as PlaywrightError
 
 from waystation.bundles.builder import manifest_text
 from waystation.bundles.chunks import split
@@ -381,6 +383,48 @@ def test_calls_not_yet_reported_when_the_page_goes_away_are_sent_by_the_next_pag
     assert first["id"] in [b["id"] for b in sent] and len(sent) == 2
     for report in sent:
         assert reports_received(tele_server, report["id"]) == 1
+
+
+CHECKPOINTED_CALLS = """() => new Promise((resolve, reject) => {
+  const request = indexedDB.open("waystation-telemetry");
+  request.onerror = () => reject(request.error);
+  request.onsuccess = () => {
+    const get = request.result.transaction("open").objectStore("open").getAll();
+    get.onsuccess = () => {
+      request.result.close();
+      resolve(get.result.map((c) => JSON.parse(c.body).bundles[0].functions.wait?.calls ?? 0));
+    };
+  };
+})"""
+
+
+def test_calls_counted_before_the_page_crashes_are_sent_by_the_next_page(context: BrowserContext, tele_server) -> None:
+    page, requests = probe(context, tele_server)
+    page.evaluate(OPEN, {"telemetry": True})
+    page.evaluate(CALLS, [{"ms": 1}] * 4)
+    # The open period is checkpointed as calls come; once it holds them, the page dies with no
+    # pagehide, no unload, nothing sent: its renderer crashes.
+    page.wait_for_function(f"({CHECKPOINTED_CALLS})().then((calls) => calls.includes(4))")
+    assert not [r for r in requests if "/api/telemetry" in r.url]  # nothing sent: the checkpoint alone holds them
+    with page.expect_event("crash", timeout=30_000), contextlib.suppress(PlaywrightError):
+        page.goto("chrome://crash", timeout=10_000)
+
+    second, _ = probe(context, tele_server)
+    second.evaluate(OPEN, {"telemetry": True})  # its sender adopts the dead page's checkpoint and sends it
+
+    def sent() -> list[dict]:
+        return [json.loads(r.post_data or "{}") for r in requests
+                if "/api/telemetry" in r.url and r.response() is not None and r.response().status == 202]
+
+    second.wait_for_function("app.telemetry.flush().then((r) => r.pending === 0)")
+    for _ in range(50):
+        if sent():
+            break
+        second.wait_for_timeout(100)
+    [report] = [b for b in sent() if b["bundles"][0]["functions"].get("wait")]
+    assert report["bundles"][0]["functions"]["wait"]["calls"] == 4
+    assert reports_received(tele_server, report["id"]) == 1
+    assert second.evaluate(CHECKPOINTED_CALLS) == []  # adopted: no checkpoint is left to send twice
 
 
 def test_a_check_in_that_says_logging_is_on_has_the_lines_uploaded(context: BrowserContext, tele_server) -> None:
