@@ -13,8 +13,8 @@
 // it is the App that raises "alert". The worker adds what only it can time: each model run
 // (web/ort_host.js), handed back with the call's reply. A call costs a few additions here.
 //
-// The open period is checkpointed to IndexedDB as calls come (one write in flight at a time, the
-// calls meanwhile joining the next), because the write a page makes as it goes (pagehide) is best
+// The open period is checkpointed to IndexedDB as calls come (at most once per CHECKPOINT_MS, the
+// calls meanwhile joining the next write), because the write a page makes as it goes (pagehide) is best
 // effort: the browser may tear the page down before it commits. A checkpoint belongs to its page
 // through a Web Lock the page holds while it lives; the next page to send turns the checkpoints of
 // pages that are gone (their lock free) into reports. A period keeps one report id from its first
@@ -32,6 +32,11 @@ export { Alerts, AppTelemetry, deviceFacts, installationId, Outbox, TelemetryAgg
 
 /** A report is sealed after this long of activity (the first call after a seal starts the clock). */
 const BATCH_MS = 60_000;
+/**
+ * The open period is written to IndexedDB at most this often: what a crash can lose. A write per
+ * call cost a third of a warm call's time (bench/telemetry.py); one a second costs nothing seen.
+ */
+const CHECKPOINT_MS = 1000;
 /** At most this many reports wait in the outbox; the oldest go first. */
 const MAX_REPORTS = 200;
 /** ... and at most this many bytes of them. */
@@ -385,6 +390,7 @@ class TelemetrySender {
     this.periodId = null;
     this.checkpointing = false;
     this.checkpointAgain = false;
+    this.lastCheckpoint = -Infinity;
     this.owner = "";
     this.releaseOwner = () => {};
     this.holdOwner();
@@ -421,13 +427,17 @@ class TelemetrySender {
     this.checkpointSoon();
   }
 
-  /** Checkpoint the open period once the caller's own work is done (a burst of calls is one write). */
+  /** Checkpoint the open period after the caller's own work, and CHECKPOINT_MS after the last one. */
   checkpointSoon() {
-    if (this.checkpointing) this.checkpointAgain = true;
-    else if (this.installation && this.database) {
-      this.checkpointing = true;
-      queueMicrotask(() => this.checkpoint());
+    if (this.checkpointing) {
+      this.checkpointAgain = true;
+      return;
     }
+    if (!this.installation || !this.database) return;
+    this.checkpointing = true;
+    const wait = this.lastCheckpoint + CHECKPOINT_MS - performance.now();
+    if (wait > 0) setTimeout(() => this.checkpoint(), wait);
+    else queueMicrotask(() => this.checkpoint());
   }
 
   /**
@@ -445,8 +455,9 @@ class TelemetrySender {
     this.periodId ??= crypto.randomUUID();
     const { id, body } = this.report(period, this.installation.id, this.periodId);
     const finished = () => {
-      if (this.checkpointAgain) this.checkpoint();
-      else this.checkpointing = false;
+      this.lastCheckpoint = performance.now();
+      this.checkpointing = false;
+      if (this.checkpointAgain) this.checkpointSoon();
     };
     try {
       const tx = this.database.transaction("open", "readwrite");
