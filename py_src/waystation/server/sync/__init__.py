@@ -15,10 +15,15 @@ Fixing that means overriding most of `YRoom` and `WebsocketServer`. The protocol
 small: this package keeps pycrdt (`Doc`, `merge_updates`, its message helpers) and owns the
 rest in a few hundred lines: a never-blocking outbox per client (`client`), rooms whose
 message handling never awaits (`rooms`), and a group-commit store (`store`).
+
+Several instances (`waystation serve` behind a load balancer, on one shared store) keep each
+room's copies together through Redis pub/sub when given `pubsub="redis://..."` (else
+`$WAYSTATION_PUBSUB`): see `fanout`. Without it nothing of Redis is imported.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -27,6 +32,7 @@ from typing import Any
 from starlette.routing import BaseRoute
 
 from ..config import ServerConfig
+from ..storage import Storage
 from .auth import Accounts
 from .endpoint import SyncEndpoint
 from .errors import AccountError, ProtocolError
@@ -48,7 +54,7 @@ __all__ = [
 Lifespan = Callable[[Any], AbstractAsyncContextManager[None]]
 
 
-def sync_routes(data: Path, config: ServerConfig | None = None) -> tuple[list[BaseRoute], Lifespan]:
+def sync_routes(data: str | Path | Storage, config: ServerConfig | None = None) -> tuple[list[BaseRoute], Lifespan]:
     """The sync routes over `data/sync.sqlite3`, and the lifespan that opens and flushes the store.
 
     The lifespan must run (Starlette's `lifespan=`): on shutdown, SIGTERM included, it writes
@@ -58,19 +64,38 @@ def sync_routes(data: Path, config: ServerConfig | None = None) -> tuple[list[Ba
     return endpoint.routes(), lifespan
 
 
-def sync_endpoint(data: Path, config: ServerConfig | None = None) -> tuple[SyncEndpoint, Lifespan]:
-    """`sync_routes`, with the endpoint itself: its accounts and rooms serve other APIs too (run_api)."""
+def sync_endpoint(data: str | Path | Storage, config: ServerConfig | None = None,
+                  pubsub: str | None = None) -> tuple[SyncEndpoint, Lifespan]:
+    """`sync_routes`, with the endpoint itself: its accounts and rooms serve other APIs too (run_api).
+
+    `pubsub` (a `redis://` URL; else `$WAYSTATION_PUBSUB`; else none): the Redis through which
+    this instance's rooms meet their copies on other instances sharing the store."""
     config = config or ServerConfig.from_env()
     store = UpdateStore(data, compact_after=config.compact_after, durable_sync=bool(config.fsync_commits))
-    endpoint = SyncEndpoint(Accounts(data, token_hours=config.token_hours), Rooms(store, config), config)
+    rooms = Rooms(store, config)
+    pubsub = pubsub or os.environ.get("WAYSTATION_PUBSUB") or None
+    fanout = None
+    if pubsub:
+        from .fanout import Fanout  # imports redis: only when asked for
+
+        fanout = Fanout(pubsub, rooms)
+        rooms.relay = fanout
+    endpoint = SyncEndpoint(Accounts(data, token_hours=config.token_hours), rooms, config, fanout=fanout)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         await store.open()
+        if fanout is not None:
+            fanout.start()
         try:
             yield
         finally:
             endpoint.close()
-            await store.close()
+            try:
+                if fanout is not None:
+                    await store.flush()  # its commits publish: before the fanout closes
+                    await fanout.close()
+            finally:
+                await store.close()
 
     return endpoint, lifespan

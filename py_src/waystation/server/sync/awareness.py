@@ -56,7 +56,7 @@ class AwarenessStates:
 
     def drop(self, owner: Hashable) -> list[AwarenessEntry]:
         """Forget what `owner` announced; the removals to tell the others."""
-        ids = [client_id for client_id, by in self._owners.items() if by is owner]
+        ids = [client_id for client_id, by in self._owners.items() if by == owner]  # a Client: itself
         gone = [AwarenessEntry(client_id, self._entries[client_id].clock, _LEFT) for client_id in ids]
         for client_id in ids:
             self._forget(client_id)

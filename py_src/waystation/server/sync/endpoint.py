@@ -20,6 +20,7 @@ import asyncio
 import logging
 import re
 import weakref
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute, WebSocketRoute
@@ -37,6 +38,9 @@ from .rooms import Room, Rooms
 from .sessions import Sessions
 from .throttle import LoginThrottle
 
+if TYPE_CHECKING:
+    from .fanout import Fanout
+
 __all__ = ["ROOM_NAME", "SyncEndpoint"]
 
 log = logging.getLogger(__name__)
@@ -53,8 +57,9 @@ _BURST_SECONDS = 4.0  # seconds of bytes_per_second a user may send at once (a p
 class SyncEndpoint:
     """The routes over one set of accounts and rooms."""
 
-    def __init__(self, accounts: Accounts, rooms: Rooms, config: ServerConfig) -> None:
+    def __init__(self, accounts: Accounts, rooms: Rooms, config: ServerConfig, *, fanout: Fanout | None = None) -> None:
         self.accounts, self.rooms, self.config = accounts, rooms, config
+        self.fanout = fanout
         self.sessions = Sessions(sockets_per_user=config.sockets_per_user)
         self.hasher = PasswordHasher(workers=config.password_hash_workers, queue=config.password_hash_queue)
         throttle = LoginThrottle(per_minute=config.login_per_minute_per_address,
@@ -67,6 +72,12 @@ class SyncEndpoint:
 
     def close(self) -> None:
         self.hasher.close()
+
+    def pubsub_status(self) -> dict[str, Any] | None:
+        """For /api/health: None when this instance runs alone (no pub/sub configured), else
+        `{"url": "redis://host:port/0" (password hidden), "connected": bool}`; while not connected
+        the rooms serve their local clients only and catch up from the store once it is back."""
+        return None if self.fanout is None else self.fanout.status()
 
     async def socket(self, websocket: WebSocket) -> None:
         await websocket.accept()

@@ -22,28 +22,41 @@ A room's first load runs on a worker thread (applying a stored history is O(docu
 much for the event loop); concurrent first clients share that one load, and each joins the room
 registered once it is done: no start lock to wait on forever (pycrdt-websocket's
 `YRoom._start_lock`).
+
+Across instances (`fanout`, with `--pubsub`): a room also publishes what it reveals (an update
+when its batch is durable, in the order of its reveals; awareness at once) through a `Relay`,
+and takes what the other instances' copies publish (`Rooms.remote`). Those updates are stored
+already: applied, never appended, and passed on behind the reveals waiting before them. When a
+message may have been missed, the room catches up from the store (`Rooms.resync`) and sends its
+clients only what it lacked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from enum import IntEnum
+from typing import Any, Protocol
 
 from pycrdt import Doc
 
 from ..config import ServerConfig
+from ._reader import Reader
 from .awareness import AwarenessStates
 from .client import TOO_BIG, Client
 from .document import Document
 from .errors import ProtocolError
 from .limits import DOCUMENT_TOO_LARGE, MISSING_PREDECESSORS, TOO_MANY_DOCUMENTS, LimitExceeded
 from .protocol import (
+    AwarenessEntry,
     AwarenessMessage,
     QueryAwareness,
     SyncMessage,
     SyncStep,
+    encode_awareness,
     encode_sync_step1,
     encode_sync_step2,
     encode_update,
@@ -51,12 +64,35 @@ from .protocol import (
 )
 from .store import UpdateStore
 
-__all__ = ["Room", "Rooms"]
+__all__ = ["Relay", "Relayed", "Room", "Rooms"]
+
+log = logging.getLogger(__name__)
 
 _EMPTY_UPDATE = b"\x00\x00"
 _HELD_PER_MESSAGE = 4  # updates held for missing predecessors: at most this many max-size messages
 TOO_LARGE = 4413
 HELD_TOO_LONG = 4412
+_EARLY_MESSAGES = 1024  # remote messages kept for a room still loading; past that it resyncs after
+_REMOTE_AWARENESS_SECONDS = 45.0  # y-protocols renews every 15 s and times out after 30
+_RESYNC_RETRY_SECONDS = 2.0  # after a failed reload (the store down): tried again while the room is held
+
+
+class Relayed(IntEnum):
+    """What instances send each other about a room."""
+
+    UPDATE = 1  # an update, durable in the store
+    AWARENESS = 2  # an awareness message, as a client receives it
+    RESYNC = 3  # "reload this room from the store": updates of it may have been lost
+
+
+class Relay(Protocol):
+    """The other instances (`fanout.Fanout`)."""
+
+    def publish(self, room: str, kind: Relayed, payload: bytes) -> None: ...
+
+    async def subscribe(self, room: str) -> None: ...
+
+    def unsubscribe(self, room: str) -> None: ...
 
 
 class Room:
@@ -73,6 +109,9 @@ class Room:
         self._latest = 0  # the store batch holding the newest update taken
         self._reveals: deque[tuple[int, Callable[[], None]]] = deque()  # waiting for their batch
         self._awaited = 0  # the newest batch the store will tell this room about
+        self.relay: Relay | None = None  # the other instances' copies, with --pubsub
+        self.doubt: Callable[[], None] = lambda: None  # called when this copy may have missed updates
+        self._remote_seen: dict[int, float] = {}  # remote awareness ids: when last heard of
 
     @property
     def doc(self) -> Doc[Any]:
@@ -85,6 +124,8 @@ class Room:
     def join(self, client: Client) -> None:
         self.clients.add(client)
         client.send(encode_sync_step1(self.doc.get_state()))
+        if self._remote_seen:
+            self._forget_silent_remotes()
         client.send_awareness(self.awareness.current())
 
     def leave(self, client: Client) -> None:
@@ -92,6 +133,7 @@ class Room:
         if gone := self.awareness.drop(client):
             for other in self.clients:
                 other.send_awareness(gone)
+            self._publish(Relayed.AWARENESS, gone)
 
     def receive(self, client: Client, data: bytes) -> int:
         """Handle one message from `client`; raises `ProtocolError` if it is malformed, and
@@ -130,7 +172,16 @@ class Room:
             raise LimitExceeded(HELD_TOO_LONG, MISSING_PREDECESSORS)
         batch = self._latest = self.store.append(self.name, update)
         message = encode_update(update)
-        self._reveal(batch, lambda: self._broadcast(message, exclude=client))
+        if self.relay is None:
+            self._reveal(batch, lambda: self._broadcast(message, exclude=client))
+        else:
+            relay = self.relay
+
+            def reveal() -> None:
+                self._broadcast(message, exclude=client)
+                relay.publish(self.name, Relayed.UPDATE, update)
+
+            self._reveal(batch, reveal)
         return document.copied
 
     def _held_limit(self) -> int:
@@ -149,6 +200,76 @@ class Room:
         taken = self.awareness.apply(message.entries, client)
         for other in self.clients:  # to the sender too: y-websocket counts it as a sign of life
             other.send_awareness(taken)
+        self._publish(Relayed.AWARENESS, taken)
+
+    def _publish(self, kind: Relayed, entries: list[AwarenessEntry]) -> None:
+        if self.relay is not None and entries:
+            self.relay.publish(self.name, kind, encode_awareness(entries))
+
+    # --- from the other instances ---
+
+    def take_remote(self, update: bytes) -> None:
+        """Apply an update another instance's copy took (stored already: not appended) and pass
+        on what it adds, behind the reveals waiting now. Never refused: refusing what is stored
+        would only leave this copy behind the store."""
+        document = self.document
+        held = len(document.held)
+        before = self.doc.get_state()
+        try:
+            document.add(update)
+        except ValueError:
+            log.warning("sync: a remote update of %s does not decode; resyncing", self.name)
+            self.doubt()
+            return
+        if document.held and document.held[-1] is update:  # its predecessors never came here
+            self.doubt()
+            return
+        if not held and not document.held:
+            message = encode_update(update)
+        elif self.doc.get_state() != before:  # held updates came free with it: send them too
+            message = encode_update(self.doc.get_update(before))
+        else:
+            return
+        self._reveal(0, lambda: self._broadcast(message))
+
+    def take_remote_awareness(self, data: bytes) -> None:
+        """Awareness from another instance's clients: kept (for clients joining later) and passed on."""
+        message = parse(data)
+        if not isinstance(message, AwarenessMessage):
+            raise ProtocolError("not an awareness message")
+        taken: list[AwarenessEntry] = []
+        now = time.monotonic()
+        for entry in message.entries:  # each remote id owns itself: its own instance says when it leaves
+            taken += self.awareness.apply((entry,), _RemoteId(entry.client_id))
+            self._remote_seen[entry.client_id] = now
+        for client in self.clients:
+            client.send_awareness(taken)
+
+    def _forget_silent_remotes(self) -> None:
+        """Drop remote awareness ids not renewed for `_REMOTE_AWARENESS_SECONDS`: their instance
+        is gone without saying so (a client renews its state every 15 s), so nobody else will."""
+        cutoff = time.monotonic() - _REMOTE_AWARENESS_SECONDS
+        gone: list[AwarenessEntry] = []
+        for client_id in [client_id for client_id, seen in self._remote_seen.items() if seen < cutoff]:
+            del self._remote_seen[client_id]
+            gone += self.awareness.drop(_RemoteId(client_id))
+        for client in self.clients:
+            client.send_awareness(gone)
+
+    def catch_up(self, stored: Doc[Any]) -> bool:
+        """Apply what the stored document has that this copy lacks and pass it on; False if nothing."""
+        state = self.doc.get_state()
+        difference = stored.get_update(state)
+        if _adds_nothing(difference, self.doc.get_update(state)):
+            return False
+        try:
+            self.document.add(difference)
+        except ValueError:
+            log.exception("sync: the stored state of %s does not apply", self.name)
+            return False
+        message = encode_update(difference)
+        self._reveal(0, lambda: self._broadcast(message))
+        return True
 
     def _reveal(self, batch: int, send: Callable[[], None]) -> None:
         """Run `send` once `batch` is durable, after every reveal made before it."""
@@ -170,14 +291,69 @@ class Room:
                 client.send(message)
 
 
+class _RemoteId(tuple[str, int]):
+    """The owner of an awareness id announced on another instance."""
+
+    def __new__(cls, client_id: int) -> _RemoteId:
+        return super().__new__(cls, ("remote", client_id))
+
+
+def _adds_nothing(difference: bytes, own: bytes) -> bool:
+    """Whether `difference` (a stored state past this copy's state vector) brings nothing: no
+    structs, and only deletions that `own` (this copy's update from its own state vector: its
+    delete set) holds already."""
+    theirs, mine = _deletions(difference), _deletions(own)
+    if theirs is None or mine is None:
+        return False
+    for client, ranges in theirs.items():
+        covered = _merged(mine.get(client, []))
+        for start, end in ranges:
+            if not any(lo <= start and end <= hi for lo, hi in covered):
+                return False
+    return True
+
+
+def _deletions(update: bytes) -> dict[int, list[tuple[int, int]]] | None:
+    """The delete set of an update that has no structs, as [start, end) per client; None if it has structs."""
+    reader = Reader(update)
+    try:
+        if reader.var_uint():
+            return None
+        deleted: dict[int, list[tuple[int, int]]] = {}
+        for _ in range(reader.var_uint()):
+            ranges = deleted.setdefault(reader.var_uint(), [])
+            for _ in range(reader.var_uint()):
+                clock = reader.var_uint()
+                ranges.append((clock, clock + reader.var_uint()))
+    except ProtocolError:
+        return None
+    return deleted
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
 class Rooms:
     """The rooms in memory, by name."""
 
     def __init__(self, store: UpdateStore, config: ServerConfig | None = None) -> None:
         self.store = store
         self.config = config or ServerConfig()
+        self.relay: Relay | None = None  # set before the first join, with --pubsub
         self._rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
+        self._early: dict[str, list[tuple[Relayed, bytes]]] = {}  # remote messages for rooms still loading
+        self._reading: set[str] = set()  # loading rooms whose subscription wait is over
+        self._resync_after_load: set[str] = set()
+        self._resyncing: dict[str, asyncio.Task[None]] = {}
+        self._resync_again: set[str] = set()
 
     async def join(self, name: str, client: Client) -> Room:
         """Put `client` in room `name`, loading the room if it is not in memory; `LimitExceeded`
@@ -195,6 +371,8 @@ class Rooms:
         room.leave(client)
         if not room.clients and self._rooms.get(room.name) is room:
             del self._rooms[room.name]  # its updates are in the store, or in its pending batch
+            if self.relay is not None:
+                self.relay.unsubscribe(room.name)
 
     def _start_loading(self, name: str) -> asyncio.Task[Room]:
         task = asyncio.create_task(self._load(name), name=f"sync-load {name}")
@@ -204,14 +382,93 @@ class Rooms:
 
     async def _load(self, name: str) -> Room:
         try:
+            if self.relay is not None:  # subscribed before reading: nothing falls between the two
+                self._early[name] = []
+                await self.relay.subscribe(name)
+                self._reading.add(name)
             updates = await self.store.load(name)
             if not updates:
                 await self._check_new_document(name)
             document = await asyncio.to_thread(Document.build, updates) if updates else Document()
             room = self._rooms[name] = Room(name, self.store, self.config, document)
+            if self.relay is not None:
+                self._attach(room)
             return room
+        except BaseException:
+            if self.relay is not None and name not in self._rooms:
+                self.relay.unsubscribe(name)
+            raise
         finally:
             del self._loading[name]
+            self._early.pop(name, None)
+            self._reading.discard(name)
+            self._resync_after_load.discard(name)
+
+    def _attach(self, room: Room) -> None:
+        """Connect a room just loaded to the other instances, and apply what they sent meanwhile."""
+        room.relay = self.relay
+        room.doubt = lambda: self.resync(room.name)
+        for kind, payload in self._early.get(room.name, ()):
+            self._deliver(room, kind, payload)
+        if room.name in self._resync_after_load:
+            self.resync(room.name)
+
+    # --- from the other instances (`fanout.Listener`) ---
+
+    def remote(self, name: str, kind: Relayed, payload: bytes) -> None:
+        """A message another instance's copy of room `name` published."""
+        room = self._rooms.get(name)
+        if room is not None:
+            self._deliver(room, kind, payload)
+        elif (early := self._early.get(name)) is not None:
+            if len(early) < _EARLY_MESSAGES:
+                early.append((kind, payload))
+            else:
+                self._resync_after_load.add(name)
+
+    def subscribed(self, name: str) -> None:
+        """Room `name`'s subscription is confirmed (again, after a reconnect): catch up with the
+        store, which holds everything published before it."""
+        if name in self._rooms:
+            self.resync(name)
+        elif name in self._reading:  # it reads the store already, maybe before what came meanwhile
+            self._resync_after_load.add(name)
+
+    def _deliver(self, room: Room, kind: Relayed, payload: bytes) -> None:
+        if kind == Relayed.UPDATE:
+            room.take_remote(payload)
+        elif kind == Relayed.AWARENESS:
+            room.take_remote_awareness(payload)
+        elif kind == Relayed.RESYNC:
+            self.resync(room.name)
+
+    def resync(self, name: str) -> None:
+        """Catch room `name` up with the store, in the background; one reload at a time per room,
+        and one more if asked again meanwhile."""
+        if name in self._resyncing:
+            self._resync_again.add(name)
+        elif name in self._rooms:
+            self._resyncing[name] = asyncio.create_task(self._resync(name), name=f"sync-resync {name}")
+
+    async def _resync(self, name: str) -> None:
+        try:
+            while (room := self._rooms.get(name)) is not None:
+                self._resync_again.discard(name)
+                try:
+                    updates = await self.store.load(name)
+                    stored = await asyncio.to_thread(Document.build, updates)
+                except Exception:
+                    log.exception("sync: reloading %s from the store failed; trying again", name)
+                    await asyncio.sleep(_RESYNC_RETRY_SECONDS)
+                    self._resync_again.add(name)
+                else:
+                    if self._rooms.get(name) is room and room.catch_up(stored.doc):
+                        log.info("sync: %s caught up with the store", name)
+                if name not in self._resync_again:
+                    return
+        finally:
+            del self._resyncing[name]
+            self._resync_again.discard(name)
 
     async def _check_new_document(self, name: str) -> None:
         owner = name.split("/", 1)[0] + "/"

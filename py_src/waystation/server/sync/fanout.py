@@ -1,0 +1,261 @@
+"""Rooms across instances: Redis pub/sub between the copies of one room that several
+`waystation serve` processes hold.
+
+Each room an instance holds is subscribed to `waystation:sync:ROOM`. What a room reveals to
+its own clients (an update, once its batch is durable; awareness at once) is published there,
+tagged with this instance's id so that it ignores its own, and the other instances' copies apply
+it and pass it to their clients. Updates are never stored twice: the instance that took one
+stored it before publishing it, and the others read it, like everything else, from the shared store.
+
+Pub/sub is fire-and-forget, so nothing here is trusted to arrive. The store is the truth, and a
+room catches up from it (`Rooms.resync`) whenever a message may have been missed:
+- each time its subscription is confirmed (the first one, and after every reconnect): what was
+  committed before it is in the store, what comes after it comes on the channel;
+- when a remote update arrives whose predecessors this copy lacks;
+- when another instance says so (a RESYNC message): an instance whose publishes may have been
+  lost (Redis down, its outbox over the bound) sends one per such room once it is connected again.
+
+Nothing awaits Redis on a room's behalf: `publish` queues and returns (a task sends the queue,
+pipelined), `subscribe` waits at most `_CONFIRM_SECONDS` for the confirmation and then lets the
+room load anyway (it catches up when the confirmation comes). A Redis outage is logged once,
+local rooms go on serving their clients, and the connection is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import deque
+from contextlib import suppress
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from .rooms import Relayed
+
+__all__ = ["Fanout", "Listener", "redact"]
+
+log = logging.getLogger(__name__)
+
+PREFIX = "waystation:sync:"
+_CONTROL = PREFIX + "\x00control"  # always subscribed: its confirmation says the connection is up
+_ID_BYTES = 16
+_CONFIRM_SECONDS = 2.0  # a room loads after this even without its subscription confirmed
+_OUTBOX_BYTES = 64 << 20  # queued for Redis; past it messages are dropped and their rooms resynced
+_PIPELINE_MESSAGES = 256  # published per round trip at most
+_BACKOFF_SECONDS = (0.1, 5.0)  # first and longest wait between reconnects
+_CLOSE_SECONDS = 2.0  # how long shutdown waits for the outbox to drain
+_KINDS = frozenset(Relayed)  # a message of another kind (a newer instance's) is ignored
+
+
+class Listener(Protocol):
+    """What the fanout tells the rooms (`Rooms` implements it)."""
+
+    def remote(self, room: str, kind: Relayed, payload: bytes) -> None: ...
+
+    def subscribed(self, room: str) -> None: ...
+
+
+class Fanout:
+    """One instance's Redis pub/sub: a connection subscribed to its rooms, another that publishes."""
+
+    def __init__(self, url: str, listener: Listener) -> None:
+        self.url = url
+        self.listener = listener
+        self.instance = os.urandom(_ID_BYTES)
+        self.connected = False
+        options: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 10, "health_check_interval": 10,
+                                   "socket_keepalive": True}
+        # The subscription's reconnects are ours (each must resync); a publish may be sent twice
+        # (a pooled connection found dead after an outage): its receivers apply it twice, harmlessly.
+        self._client = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
+        self._publisher = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 1), **options)
+        self._wanted: set[str] = set()  # rooms held: to be subscribed
+        self._sent: set[str] = set()  # rooms whose SUBSCRIBE went out on the current connection
+        self._confirms: dict[str, asyncio.Future[None]] = {}
+        self._pubsub: PubSub | None = None
+        self._outbox: deque[tuple[str, bytes]] = deque()
+        self._outbox_bytes = 0
+        self._dropped: set[str] = set()  # rooms whose updates may not have reached the others
+        self._wake_publisher = asyncio.Event()
+        self._wake_subscriber = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._failures = 0  # consecutive, for the backoff and to log an outage once
+
+    def status(self) -> dict[str, Any]:
+        """For the health endpoint: where (password hidden), and whether the subscription is up."""
+        return {"url": redact(self.url), "connected": self.connected}
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._read(), name="sync-fanout-read"),
+                       asyncio.create_task(self._publish_loop(), name="sync-fanout-publish"),
+                       asyncio.create_task(self._reconcile(), name="sync-fanout-subscribe")]
+
+    async def close(self) -> None:
+        """Send what is queued (for at most `_CLOSE_SECONDS`), then disconnect."""
+        deadline = asyncio.get_running_loop().time() + _CLOSE_SECONDS
+        while self._outbox and self.connected and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for client in (self._client, self._publisher):
+            with suppress(Exception):
+                await client.aclose()
+
+    # --- for the rooms ---
+
+    async def subscribe(self, room: str) -> None:
+        """Subscribe to `room`'s channel; returns once Redis confirmed it, or after
+        `_CONFIRM_SECONDS`, or at once when Redis is down (`Listener.subscribed` comes later)."""
+        self._wanted.add(room)
+        self._wake_subscriber.set()
+        if not self.connected:
+            return
+        confirm = self._confirms.get(room)
+        if confirm is None or confirm.done():
+            confirm = self._confirms[room] = asyncio.get_running_loop().create_future()
+        with suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(confirm), _CONFIRM_SECONDS)
+
+    def unsubscribe(self, room: str) -> None:
+        self._wanted.discard(room)
+        self._confirms.pop(room, None)
+        self._wake_subscriber.set()
+
+    def publish(self, room: str, kind: Relayed, payload: bytes) -> None:
+        """Queue a message for the other instances' copies of `room`; never blocks."""
+        if not self.connected or self._outbox_bytes + len(payload) > _OUTBOX_BYTES:
+            if kind != Relayed.AWARENESS:  # awareness is renewed every 15 s by its clients
+                self._dropped.add(room)
+            return
+        message = bytes([kind]) + self.instance + payload
+        self._outbox.append((PREFIX + room, message))
+        self._outbox_bytes += len(message)
+        self._wake_publisher.set()
+
+    # --- tasks ---
+
+    async def _read(self) -> None:
+        """Hold the subscribing connection; on any failure drop it, wait, and make a new one."""
+        while True:
+            pubsub = self._pubsub = self._client.pubsub()
+            self._sent = set()
+            try:
+                await pubsub.subscribe(_CONTROL)
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._handle(message)
+            except Exception as exc:  # Redis's errors, and any other: reconnect, never stop reading
+                self._failed(exc)
+            finally:
+                self._pubsub = None
+                self.connected = False
+                with suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(self._backoff())
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind, channel = message["type"], message["channel"]
+        room = channel.decode()[len(PREFIX):] if isinstance(channel, bytes) else ""
+        if kind == "message":
+            data = message["data"]
+            if len(data) > _ID_BYTES and data[1:1 + _ID_BYTES] != self.instance and data[0] in _KINDS:
+                self._tell(self.listener.remote, room, Relayed(data[0]), data[1 + _ID_BYTES:])
+        elif kind == "subscribe" and channel == _CONTROL.encode():
+            self._connected()
+        elif kind == "subscribe":
+            if (confirm := self._confirms.get(room)) is not None and not confirm.done():
+                confirm.set_result(None)
+            if room in self._wanted:
+                self._tell(self.listener.subscribed, room)
+
+    def _tell(self, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:  # one room's trouble must not stop every room's messages
+            log.exception("sync fanout: handling a message of %s failed", args[0])
+
+    def _connected(self) -> None:
+        if self._failures:
+            log.warning("sync fanout: connected to %s again; resyncing %d rooms", redact(self.url), len(self._wanted))
+        self._failures = 0
+        self.connected = True
+        self._wake_subscriber.set()  # every room held: subscribe, and each resyncs when confirmed
+        self._ask_resyncs()  # the others may have missed what this instance took meanwhile
+
+    async def _reconcile(self) -> None:
+        """Bring the connection's subscriptions to the rooms held, one command at a time (a
+        SUBSCRIBE and an UNSUBSCRIBE of one room never overtake each other)."""
+        while True:
+            await self._wake_subscriber.wait()
+            self._wake_subscriber.clear()
+            pubsub = self._pubsub
+            if pubsub is None or not self.connected:
+                continue
+            sent = self._sent
+            add, remove = sorted(self._wanted - sent), sorted(sent - self._wanted)
+            try:
+                if add:
+                    sent.update(add)
+                    await pubsub.subscribe(*(PREFIX + room for room in add))
+                if remove:
+                    sent.difference_update(remove)
+                    await pubsub.unsubscribe(*(PREFIX + room for room in remove))
+            except Exception as exc:
+                self._failed(exc)  # the reader sees it too, and reconnects
+
+    async def _publish_loop(self) -> None:
+        while True:
+            await self._wake_publisher.wait()
+            self._wake_publisher.clear()
+            while self._outbox:
+                batch = [self._outbox.popleft() for _ in range(min(len(self._outbox), _PIPELINE_MESSAGES))]
+                self._outbox_bytes -= sum(len(message) for _, message in batch)
+                try:
+                    async with self._publisher.pipeline(transaction=False) as pipe:
+                        for channel, message in batch:
+                            pipe.publish(channel, message)
+                        await pipe.execute()
+                except Exception as exc:
+                    # Maybe delivered, maybe not: the others reload these rooms once we are back.
+                    self._dropped.update(channel[len(PREFIX):] for channel, message in batch
+                                         if message[0] != Relayed.AWARENESS)
+                    self._failed(exc)
+                    await asyncio.sleep(self._backoff())
+                if self._dropped and self.connected:
+                    self._ask_resyncs()
+
+    def _ask_resyncs(self) -> None:
+        """Tell the other instances to reload the rooms whose updates they may have missed."""
+        dropped, self._dropped = self._dropped & self._wanted, set()
+        for room in dropped:
+            self.publish(room, Relayed.RESYNC, b"")
+
+    def _failed(self, exc: BaseException) -> None:
+        if self._failures == 0:
+            log.warning("sync fanout: Redis at %s failed (%s: %s); rooms keep serving their own clients, "
+                        "and resync from the store once it is back", redact(self.url), type(exc).__name__, exc)
+        self._failures += 1
+
+    def _backoff(self) -> float:
+        first, longest = _BACKOFF_SECONDS
+        return float(min(longest, first * 2 ** min(self._failures, 16)))
+
+
+def redact(url: str) -> str:
+    """`url` without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host += f":{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
