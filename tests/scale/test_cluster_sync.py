@@ -113,7 +113,7 @@ def test_an_instance_killed_mid_burst_loses_no_acknowledged_edit(make_cluster) -
 
         stop = asyncio.Event()
         writing = asyncio.create_task(burst(writer, 0, 7, stop))
-        await until(lambda: len(writer.acknowledged) >= 200, what="200 acknowledged edits")
+        await until(lambda: len(writer.acknowledged) >= 100, 60, "100 acknowledged edits")
         killed = cluster.instance_named(victim)
         assert killed.process is not None
         killed.process.send_signal(signal.SIGKILL)
@@ -158,7 +158,7 @@ def test_sigterm_drains_then_hands_clients_to_another_instance_with_no_lost_edit
 
         stop = asyncio.Event()
         writing = asyncio.create_task(burst(writer, 0, 5, stop))
-        await until(lambda: len(writer.acknowledged) >= 50, what="50 acknowledged edits")
+        await until(lambda: len(writer.acknowledged) >= 50, 60, "50 acknowledged edits")
         assert leaving.process is not None
         leaving.process.send_signal(signal.SIGTERM)
 
