@@ -89,6 +89,7 @@ def test_a_database_restart_under_load_is_reported_refused_cleanly_and_recovered
     cluster: Cluster = make_cluster(2)
     if cluster.shared_folder:
         pytest.skip("some server state is still in SQLite files under --data, not in PostgreSQL")
+    cluster.need_health_wiring()
     user, token = cluster.register()
     room = f"{user}/through-outage"
     outcomes: dict[str, int] = {}  # registrations made all along: user -> status

@@ -142,6 +142,7 @@ def test_an_instance_killed_mid_burst_loses_no_acknowledged_edit(make_cluster) -
 def test_sigterm_drains_then_hands_clients_to_another_instance_with_no_lost_edit(make_cluster) -> None:
     cluster = make_cluster(2)
     need_pubsub(cluster)
+    cluster.need_health_wiring()
     user, token = cluster.register()
     room = f"{user}/handover"
 
