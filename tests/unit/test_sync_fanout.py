@@ -5,6 +5,7 @@ pycrdt replicas on different instances edit one document over real WebSockets.""
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -131,6 +132,41 @@ def test_rooms_resync_after_redis_restarts(pair: tuple[Server, Server], redis: R
 
     asyncio.run(asyncio.wait_for(scenario(), 90))
     assert "Redis at redis://127.0.0.1" in one.stderr()  # the outage was logged
+
+
+def test_a_hung_redis_is_noticed_and_rooms_resync_once_it_answers(pair: tuple[Server, Server], redis: RedisServer,
+                                                                  tmp_path: Path) -> None:
+    """SIGSTOP: no error, no closed connection, only silence; the fanout's pings find it out."""
+    one, two = pair
+    user, token = register(one)
+    room = f"{user}/hung"
+
+    async def scenario() -> None:
+        from waystation.server.sync import sync_endpoint
+
+        watcher, lifespan = sync_endpoint(tmp_path / "watcher", pubsub=redis.url)  # its status: as /api/health shows it
+
+        def connected() -> bool:
+            return bool((watcher.pubsub_status() or {}).get("connected"))
+
+        async with lifespan(None):
+            a = await YClient.connect(one, room, token)
+            b = await YClient.connect(two, room, token)
+            await asyncio.gather(a.synced(), b.synced())
+            await until(connected)
+            assert redis.process is not None
+            redis.process.send_signal(signal.SIGSTOP)
+            try:
+                await a.edit(lambda c: c.items.append("a-hung"))
+                await b.edit(lambda c: c.items.append("b-hung"))
+                await until(lambda: not connected(), timeout=60)
+            finally:
+                redis.process.send_signal(signal.SIGCONT)
+            await until(connected, timeout=30)
+            await until(lambda: a.content() == b.content() and sorted(a.items) == ["a-hung", "b-hung"], timeout=60)
+            await asyncio.gather(a.close(), b.close())
+
+    asyncio.run(asyncio.wait_for(scenario(), 150))
 
 
 def test_without_pubsub_nothing_of_redis_is_imported(tmp_path: Path) -> None:

@@ -50,6 +50,8 @@ _OUTBOX_BYTES = 64 << 20  # queued for Redis; past it messages are dropped and t
 _PIPELINE_MESSAGES = 256  # published per round trip at most
 _BACKOFF_SECONDS = (0.1, 5.0)  # first and longest wait between reconnects
 _CLOSE_SECONDS = 2.0  # how long shutdown waits for the outbox to drain
+_PING_SECONDS = 5.0  # a quiet subscription is pinged this often
+_SILENCE_SECONDS = 15.0  # with no answer for this long, the connection is dropped and made anew
 _KINDS = frozenset(Relayed)  # a message of another kind (a newer instance's) is ignored
 
 
@@ -69,8 +71,7 @@ class Fanout:
         self.listener = listener
         self.instance = os.urandom(_ID_BYTES)
         self.connected = False
-        options: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 10, "health_check_interval": 10,
-                                   "socket_keepalive": True}
+        options: dict[str, Any] = {"socket_connect_timeout": 2, "socket_timeout": 10, "socket_keepalive": True}
         # The subscription's reconnects are ours (each must resync); a publish may be sent twice
         # (a pooled connection found dead after an outage): its receivers apply it twice, harmlessly.
         self._client = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
@@ -148,10 +149,19 @@ class Fanout:
             self._sent = set()
             try:
                 await pubsub.subscribe(_CONTROL)
+                loop = asyncio.get_running_loop()
+                heard = pinged = loop.time()
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
+                    now = loop.time()
                     if message is not None:
+                        heard = now
                         self._handle(message)
+                    elif now - heard > _SILENCE_SECONDS:  # a server that hangs, or a partition: no error comes
+                        raise TimeoutError(f"no answer for {_SILENCE_SECONDS:.0f} s")
+                    elif now - heard > _PING_SECONDS and now - pinged > _PING_SECONDS:
+                        await pubsub.ping()  # its answer comes as a message, read above
+                        pinged = now
             except Exception as exc:  # Redis's errors, and any other: reconnect, never stop reading
                 self._failed(exc)
             finally:
