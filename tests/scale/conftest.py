@@ -95,8 +95,13 @@ class Cluster:
 
     @property
     def pubsub_landed(self) -> bool:
-        """Whether the instances fan rooms out through Redis (their health reports a pub/sub)."""
-        return self.health(self.instances[0])[1].get("pubsub") is not None
+        """Whether the instances fan rooms out through Redis: their health reports a pub/sub (or,
+        before health is wired into the app, the sync endpoint has one to report)."""
+        if self.health_wired:
+            return self.health(self.instances[0])[1].get("pubsub") is not None
+        from waystation.server.sync.endpoint import SyncEndpoint
+
+        return hasattr(SyncEndpoint, "pubsub_status")
 
     def need_health_wiring(self) -> None:
         if not self.health_wired:
