@@ -74,7 +74,8 @@ TOO_LARGE = 4413
 HELD_TOO_LONG = 4412
 _EARLY_MESSAGES = 1024  # remote messages kept for a room still loading; past that it resyncs after
 _REMOTE_AWARENESS_SECONDS = 45.0  # y-protocols renews every 15 s and times out after 30
-_RESYNC_RETRY_SECONDS = 2.0  # after a failed reload (the store down): tried again while the room is held
+_RESYNC_RETRY_SECONDS = 2.0
+_RELOADS_AT_ONCE = 2  # after a failed reload (the store down): tried again while the room is held
 
 
 class Relayed(IntEnum):
@@ -354,6 +355,9 @@ class Rooms:
         self._resync_after_load: set[str] = set()
         self._resyncing: dict[str, asyncio.Task[None]] = {}
         self._resync_again: set[str] = set()
+        # After a reconnect every room held reloads: a few at a time, so that the store's thread
+        # (one, in submission order) runs commits between them rather than after them all.
+        self._reloads = asyncio.Semaphore(_RELOADS_AT_ONCE)
 
     async def join(self, name: str, client: Client) -> Room:
         """Put `client` in room `name`, loading the room if it is not in memory; `LimitExceeded`
@@ -455,8 +459,9 @@ class Rooms:
             while (room := self._rooms.get(name)) is not None:
                 self._resync_again.discard(name)
                 try:
-                    updates = await self.store.load(name)
-                    stored = await asyncio.to_thread(Document.build, updates)
+                    async with self._reloads:
+                        updates = await self.store.load(name)
+                        stored = await asyncio.to_thread(Document.build, updates)
                 except Exception:
                     log.exception("sync: reloading %s from the store failed; trying again", name)
                     await asyncio.sleep(_RESYNC_RETRY_SECONDS)
