@@ -189,6 +189,9 @@ def test_pubsub_status_hides_the_password(redis: RedisServer, tmp_path: Path) ->
 
         endpoint, lifespan = sync_endpoint(tmp_path, pubsub=redis.url)
         assert endpoint.pubsub_status() == {"url": redis.url, "connected": False}  # not started yet
+        assert endpoint.fanout is not None and endpoint.fanout.prefix == "waystation:sync:0:"
+        other, _ = sync_endpoint(tmp_path, pubsub=redis.url[:-1] + "1")  # pub/sub is server-wide: kept apart
+        assert other.fanout is not None and other.fanout.prefix == "waystation:sync:1:"
         async with lifespan(None):
             await until(lambda: (endpoint.pubsub_status() or {}).get("connected") is True)
 

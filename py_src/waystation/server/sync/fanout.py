@@ -1,10 +1,10 @@
 """Rooms across instances: Redis pub/sub between the copies of one room that several
 `waystation serve` processes hold.
 
-Each room an instance holds is subscribed to `waystation:sync:ROOM`. What a room reveals to
-its own clients (an update, once its batch is durable; awareness at once) is published there,
-tagged with this instance's id so that it ignores its own, and the other instances' copies apply
-it and pass it to their clients. Updates are never stored twice: the instance that took one
+Each room an instance holds is subscribed to `waystation:sync:DB:ROOM` (DB: the URL's database
+number). What a room reveals to its own clients (an update, once its batch is durable; awareness
+at once) is published there, tagged with this instance's id so that it ignores its own, and the
+other instances' copies apply it and pass it to their clients. Updates are never stored twice: the instance that took one
 stored it before publishing it, and the others read it, like everything else, from the shared store.
 
 Pub/sub is fire-and-forget, so nothing here is trusted to arrive. The store is the truth, and a
@@ -42,8 +42,8 @@ __all__ = ["Fanout", "Listener", "redact"]
 
 log = logging.getLogger(__name__)
 
-PREFIX = "waystation:sync:"
-_CONTROL = PREFIX + "\x00control"  # always subscribed: its confirmation says the connection is up
+PREFIX = "waystation:sync:"  # then the URL's database number: channels are server-wide in Redis
+_CONTROL = "\x00control"  # after the prefix; always subscribed: its confirmation says the connection is up
 _ID_BYTES = 16
 _CONFIRM_SECONDS = 2.0  # a room loads after this even without its subscription confirmed
 _OUTBOX_BYTES = 64 << 20  # queued for Redis; past it messages are dropped and their rooms resynced
@@ -76,6 +76,9 @@ class Fanout:
         # (a pooled connection found dead after an outage): its receivers apply it twice, harmlessly.
         self._client = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
         self._publisher = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 1), **options)
+        # Pub/sub ignores the database number; deployments sharing a Redis by database must not
+        # hear each other's rooms.
+        self.prefix = f"{PREFIX}{self._client.connection_pool.connection_kwargs.get('db', 0)}:"
         self._wanted: set[str] = set()  # rooms held: to be subscribed
         self._sent: set[str] = set()  # rooms whose SUBSCRIBE went out on the current connection
         self._confirms: dict[str, asyncio.Future[None]] = {}
@@ -136,7 +139,7 @@ class Fanout:
                 self._dropped.add(room)
             return
         message = bytes([kind]) + self.instance + payload
-        self._outbox.append((PREFIX + room, message))
+        self._outbox.append((self.prefix + room, message))
         self._outbox_bytes += len(message)
         self._wake_publisher.set()
 
@@ -148,7 +151,7 @@ class Fanout:
             pubsub = self._pubsub = self._client.pubsub()
             self._sent = set()
             try:
-                await pubsub.subscribe(_CONTROL)
+                await pubsub.subscribe(self.prefix + _CONTROL)
                 loop = asyncio.get_running_loop()
                 heard = pinged = loop.time()
                 while True:
@@ -173,12 +176,12 @@ class Fanout:
 
     def _handle(self, message: dict[str, Any]) -> None:
         kind, channel = message["type"], message["channel"]
-        room = channel.decode()[len(PREFIX):] if isinstance(channel, bytes) else ""
+        room = channel.decode()[len(self.prefix):] if isinstance(channel, bytes) else ""
         if kind == "message":
             data = message["data"]
             if len(data) > _ID_BYTES and data[1:1 + _ID_BYTES] != self.instance and data[0] in _KINDS:
                 self._tell(self.listener.remote, room, Relayed(data[0]), data[1 + _ID_BYTES:])
-        elif kind == "subscribe" and channel == _CONTROL.encode():
+        elif kind == "subscribe" and room == _CONTROL:
             self._connected()
         elif kind == "subscribe":
             if (confirm := self._confirms.get(room)) is not None and not confirm.done():
@@ -214,10 +217,10 @@ class Fanout:
             try:
                 if add:
                     sent.update(add)
-                    await pubsub.subscribe(*(PREFIX + room for room in add))
+                    await pubsub.subscribe(*(self.prefix + room for room in add))
                 if remove:
                     sent.difference_update(remove)
-                    await pubsub.unsubscribe(*(PREFIX + room for room in remove))
+                    await pubsub.unsubscribe(*(self.prefix + room for room in remove))
             except Exception as exc:
                 self._failed(exc)  # the reader sees it too, and reconnects
 
@@ -235,7 +238,7 @@ class Fanout:
                         await pipe.execute()
                 except Exception as exc:
                     # Maybe delivered, maybe not: the others reload these rooms once we are back.
-                    self._dropped.update(channel[len(PREFIX):] for channel, message in batch
+                    self._dropped.update(channel[len(self.prefix):] for channel, message in batch
                                          if message[0] != Relayed.AWARENESS)
                     self._failed(exc)
                     await asyncio.sleep(self._backoff())
