@@ -65,15 +65,23 @@ class Cluster:
                  shared_folder: bool) -> None:
         self.site, self.root, self.postgres, self.shared_folder = site, root, postgres, shared_folder
         self.database_url = postgres.new_database()
+        self.redis: Any = None
+        self.lb: HAProxy | None = None
+        self.instances: list[Server] = []
+        try:
+            self._start(site, root, size, env)
+        except BaseException:
+            self.stop()  # what did start: nothing outlives a failed start
+            raise
+
+    def _start(self, site: Path, root: Path, size: int, env: dict[str, str]) -> None:
         self.redis = _start_redis(root / "redis")
         self.env = {**INSTANCE_ENV, "WAYSTATION_DATABASE": self.database_url, "WAYSTATION_PUBSUB": self.redis.url, **env}
-        self.instances: list[Server] = []
         root.mkdir(parents=True, exist_ok=True)
         for i in range(size):
             instance = Server(site, self.folder_of(i), **self.env)
             instance.stderr_path = root / f"w{i + 1}.stderr"  # apart even when the folder is shared
             self.instances.append(instance)
-        for instance in self.instances:
             instance.start()
         # Until app.py serves waystation.server.health's routes, HAProxy checks /api/health.
         self.health_wired = httpx.get(f"{self.instances[0].url}/api/health/ready", timeout=5).status_code == 200
@@ -114,11 +122,13 @@ class Cluster:
         return user, response.json()["token"]
 
     def stop(self) -> None:
-        self.lb.stop()
+        if self.lb is not None:
+            self.lb.stop()
         for instance in self.instances:
             with contextlib.suppress(Exception):
                 instance.stop()
-        (getattr(self.redis, "close", None) or self.redis.stop)()
+        if self.redis is not None:
+            (getattr(self.redis, "close", None) or self.redis.stop)()
 
 
 @pytest.fixture(scope="session")

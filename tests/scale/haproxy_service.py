@@ -69,9 +69,11 @@ class HAProxy:
                     return self
             except OSError:
                 pass
-            assert self.process.poll() is None, self.log.read_text()
+            if self.process.poll() is not None:
+                raise RuntimeError(f"haproxy exited: {self.log.read_text()}")
             time.sleep(0.05)
-        raise RuntimeError(f"haproxy saw no instance up within 20 s: {self.states()}\n{self.log.read_text()}")
+        self.stop()
+        raise RuntimeError(f"haproxy saw no instance up within 20 s\n{self.log.read_text()}")
 
     def command(self, line: str) -> str:
         """One command on the admin socket (`show stat`, `show sess`, `set server ...`)."""
