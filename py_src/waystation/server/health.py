@@ -35,7 +35,7 @@ from starlette.routing import Route
 
 from .. import __version__
 
-__all__ = ["Drain", "DatabaseCheck", "health_routes"]
+__all__ = ["DatabaseCheck", "Drain", "health_routes"]
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
