@@ -1,14 +1,17 @@
-"""TelemetryStore and LogStore on real SQLite: ingest once per id, per-version numbers, timeline."""
+"""TelemetryStore and LogStore on real SQLite or PostgreSQL (--engine): ingest once per id, per-version
+numbers, timeline; on PostgreSQL, two stores (two server instances) ingesting into one database at once."""
 
 import random
-import sqlite3
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from waystation.server import storage
 from waystation.server.histogram import psi
 from waystation.server.registry import Registry
 from waystation.server.telemetry_store import LogStore, TelemetryStore
@@ -114,10 +117,10 @@ def test_models_startup_and_signals_are_stored_and_psi_uses_the_manifest_referen
     assert signal["counts"] == [3 * c for c in shifted] and signal["n"] == 300
     assert signal["psi"] == psi(signal["counts"], REFERENCE) and signal["psi"] > 1
     assert len(signal["counts"]) == len(EDGES) + 1
-    with sqlite3.connect(store.path) as db:
-        kinds = dict(db.execute("SELECT s.kind, SUM(calls) FROM timings t JOIN series s ON s.id = t.series "
+    with store.db.transaction() as tx:
+        kinds = dict(tx.execute("SELECT s.kind, SUM(calls) FROM timings t JOIN series s ON s.id = t.series "
                                   "GROUP BY s.kind").fetchall())
-    assert kinds == {"function": 3, "model": 6, "startup": 6}
+    assert {kind: int(calls) for kind, calls in kinds.items()} == {"function": 3, "model": 6, "startup": 6}
     # Without a manifest (a bundle this registry does not hold) the PSI is unknown, the counts kept.
     store.ingest(report("elsewhere", "2.0.0", signals={"s": [1, 2]}))
     assert store.version_stats("elsewhere", "2.0.0").signals == {"s": {"n": 3, "counts": [1, 2], "psi": None}}
@@ -160,8 +163,8 @@ def test_compact_folds_old_minutes_and_hours_and_answers_the_same(store):
                 [store.version_stats("digits", "1.0.0", since_ms=s, now_ms=now) for s in sinces])
 
     def rows():
-        with sqlite3.connect(store.path) as db:
-            return sum(db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("installs", "timings", "buckets"))
+        with store.db.transaction() as tx:
+            return sum(tx.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("installs", "timings", "buckets"))
 
     before, many = answers(), rows()
     done = store.compact(now_ms=now)
@@ -178,10 +181,63 @@ def test_compact_folds_old_minutes_and_hours_and_answers_the_same(store):
 def test_a_report_that_fails_midway_stores_nothing_and_the_next_one_counts(store):
     broken = report("digits", "2.0.0", functions={"g": ([1.0, 2.0], {})})
     broken["bundles"][0]["functions"]["g"]["latency"]["sum"] = None  # NOT NULL: SQLite refuses the row
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(storage.IntegrityError):
         store.ingest(broken)
     assert store.summary("digits") == {"versions": {}}
     broken["bundles"][0]["functions"]["g"]["latency"]["sum"] = 3.0  # the same id, now whole
     assert store.ingest(broken) is True
     stats = store.version_stats("digits", "2.0.0")
     assert (stats.devices, stats.calls, stats.functions["g"]["calls"]) == (1, 2, 2)
+
+
+def test_two_stores_on_one_database_count_a_report_once_and_add_up_concurrent_reports(tmp_path):
+    """Two TelemetryStore objects over one data folder are two server instances over one database
+    (PostgreSQL: two stores, each its own series cache and transactions, on one database; SQLite:
+    two writers on one file). Each report reaches both at the same moment (a device's retry landing
+    on another instance): it must count once. Then both ingest different reports into the same
+    rows at once, half of them naming the functions in the other order: the sums must be exact,
+    with no report lost to a deadlock or an update overwritten."""
+    data = tmp_path / "data"
+    stores = [TelemetryStore(data), TelemetryStore(data)]
+    devices = [installation() for _ in range(7)]
+    rng = random.Random(9)
+    names = [f"fn{k:02}" for k in range(12)]
+    calls = {name: k % 3 + 1 for k, name in enumerate(names)}
+
+    def a_report(i):
+        order = list(names)
+        random.Random(i).shuffle(order)  # the same rows, written in another order by each report
+        functions = {name: ([20.0] * calls[name], {"e": 1} if name == "fn00" else {}) for name in order}
+        return report("digits", "1.0.0", device=devices[i % 7], functions=functions, signals={"s": [1, 2, 3]})
+
+    start = threading.Barrier(2)
+
+    def ingest(store, reports):
+        stored = []
+        try:
+            for sent in reports:
+                start.wait()
+                stored.append(store.ingest(sent, received_ms=T0))
+        except BaseException:
+            start.abort()  # the other thread must not wait for this one at the barrier
+            raise
+        return stored
+
+    same = [a_report(i) for i in range(40)]
+    with ThreadPoolExecutor(2) as pool:
+        first, second = (f.result() for f in [pool.submit(ingest, store, same) for store in stores])
+    assert all(a != b for a, b in zip(first, second, strict=True)), "a report stored twice, or by neither"
+
+    apart = [[a_report(i) for i in range(60)] for _ in stores]
+    rng.shuffle(apart[1])
+    with ThreadPoolExecutor(2) as pool:
+        results = [f.result() for f in [pool.submit(ingest, store, sent) for store, sent in zip(stores, apart)]]
+    assert all(all(stored) for stored in results)
+
+    reports = 40 + 2 * 60
+    for store in stores:
+        stats = store.version_stats("digits", "1.0.0")
+        assert (stats.devices, stats.calls, stats.errors) == (7, reports * sum(calls.values()), reports)
+        assert {name: f["calls"] for name, f in stats.functions.items()} == {n: reports * c for n, c in calls.items()}
+        assert close(stats.functions["fn05"]["p95"], 20.0)
+        assert stats.signals["s"]["counts"] == [reports, 2 * reports, 3 * reports]

@@ -39,6 +39,7 @@ from ..device.errors import BundleError
 from ._json import BadJSON, fields, json_object
 from .admin_auth import AdminTokens
 from .registry import Registry
+from .storage import Storage
 from .telemetry_store import LogStore, TelemetryStore
 
 __all__ = ["admin_routes", "bundle_overview", "rollout_shares"]
@@ -57,7 +58,7 @@ class _Refused(Exception):
         self.status = status
 
 
-def admin_routes(registry: Registry, data: Path, site: Path) -> list[BaseRoute]:
+def admin_routes(registry: Registry, data: Path | Storage, site: Path) -> list[BaseRoute]:
     """The admin routes over `registry` and the telemetry and logs under `data`, and /dashboard from `site`."""
     tokens = AdminTokens(data)
     telemetry, logs = TelemetryStore(data), LogStore(data)

@@ -34,6 +34,7 @@ from ._json import BadJSON, parse_object
 from .config import ServerConfig, env_name
 from .events_store import EventLog
 from .registry import Registry
+from .storage import Storage
 from .sync.auth import Accounts
 
 __all__ = ["event_routes", "relayable_tables"]
@@ -54,7 +55,7 @@ def relayable_tables(manifest: Manifest) -> dict[str, EventTable]:
     return {name: t for name, t in manifest.declarations.events.items() if t.relay}
 
 
-def event_routes(data: Path, config: ServerConfig) -> list[BaseRoute]:
+def event_routes(data: Path | Storage, config: ServerConfig) -> list[BaseRoute]:
     log = EventLog(data)
     registry = Registry(data)
     accounts = Accounts(data)

@@ -1,11 +1,13 @@
-"""Relayed events under --data (`events.sqlite3`): each stored once, exported as JSON lines or CSV.
+"""Relayed events under --data (`events.sqlite3`, or the `events` table of the PostgreSQL database):
+each stored once, exported as JSON lines or CSV.
 
     store = EventLog(Path("data"))
     store.add("demo", "alice", [{"table": "clicks", "id": "9f...", "ts": 1767225600.5, "item_id": "a1"}])
     for line in store.export("clicks", bundle="demo", since=0, fmt="jsonl"): ...
 
 An event's identity is (bundle, table, id): a device that sends a batch again (it never
-heard the answer) stores nothing twice (INSERT OR IGNORE on that primary key).
+heard the answer) stores nothing twice (ON CONFLICT DO NOTHING on that primary key), whichever
+server instance each copy reaches.
 """
 
 from __future__ import annotations
@@ -13,35 +15,44 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from ._sqlite import create, transaction
+from .storage import Migration, Storage
 
-__all__ = ["EVENTS_FILE", "EventLog"]
+__all__ = ["EVENTS_FILE", "EventLog", "MIGRATIONS"]
 
 EVENTS_FILE = "events.sqlite3"
-_SCHEMA = """
+# `user` is a reserved word of PostgreSQL (unquoted it reads the session's user): quoted everywhere.
+MIGRATIONS = (
+    Migration(1, sqlite="""
 CREATE TABLE IF NOT EXISTS events (
     bundle TEXT NOT NULL, tbl TEXT NOT NULL, id TEXT NOT NULL, ts REAL NOT NULL,
-    user TEXT NOT NULL, received_at REAL NOT NULL, data TEXT NOT NULL,
+    "user" TEXT NOT NULL, received_at REAL NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY (bundle, tbl, id)
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (tbl, ts);
-"""
+""", postgresql="""
+CREATE TABLE IF NOT EXISTS events (
+    bundle TEXT NOT NULL, tbl TEXT NOT NULL, id TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL,
+    "user" TEXT NOT NULL, received_at DOUBLE PRECISION NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (bundle, tbl, id)
+);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (tbl, ts);
+"""),
+)
 _HEAD = ("bundle", "table", "id", "ts", "user")
+_BATCH = 1000  # events an export reads at a time
 
 
 class EventLog:
     """The relayed events of one data folder. Blocking: call from a thread pool on the server."""
 
-    def __init__(self, data: str | Path) -> None:
-        self.path = Path(data) / EVENTS_FILE
-        create(self.path, _SCHEMA)
+    def __init__(self, data: str | Path | Storage) -> None:
+        self.storage = Storage.at(data)
+        self.db = self.storage.database("events", MIGRATIONS)
 
     def add(self, bundle: str, user: str, events: list[dict[str, Any]]) -> dict[str, int]:
         """Store the events (already checked) in one transaction; {"stored": new, "duplicates": seen before}."""
@@ -51,36 +62,58 @@ class EventLog:
             fields = {k: v for k, v in event.items() if k not in ("table", "id", "ts")}
             rows.append((bundle, event["table"], event["id"], float(event["ts"]), user, now,
                          json.dumps(fields, separators=(",", ":"), ensure_ascii=False)))
-        with self._db() as db:
-            before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            stored = db.total_changes - before
+        if not rows:
+            return {"stored": 0, "duplicates": 0}
+        with self.db.transaction() as tx:
+            stored = tx.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                                    rows).rowcount
         return {"stored": stored, "duplicates": len(rows) - stored}
 
     def count(self, table: str, bundle: str | None = None) -> int:
         sql, params = _filter(table, bundle, None)
-        with self._db() as db:
-            return int(db.execute(f"SELECT COUNT(*) FROM events WHERE {sql}", params).fetchone()[0])
+        with self.db.transaction() as tx:
+            return int(tx.execute(f"SELECT COUNT(*) FROM events WHERE {sql}", params).fetchone()[0])
 
     def rows(self, table: str, bundle: str | None = None, since: float | None = None) -> list[dict[str, Any]]:
         """The events of `table` (of `bundle`, at or after `since`), oldest first."""
         return list(self.iter_rows(table, bundle, since))
 
     def iter_rows(self, table: str, bundle: str | None = None, since: float | None = None) -> Iterator[dict[str, Any]]:
-        """The same, read as they are written out: an export holds one event in memory, not all of them."""
+        """The same, read as they are written out: an export holds a batch of events in memory, not all of them.
+
+        Read in batches by the order's key (ts, id, bundle), each batch a short transaction of its own: a
+        long export holds no connection of the pool, nor a snapshot, between batches. Events are never
+        changed once stored, so the batches add up to the events stored when each was read."""
         sql, params = _filter(table, bundle, since)
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            for row in db.execute(f"SELECT bundle, tbl, id, ts, user, data FROM events WHERE {sql} ORDER BY ts, id", params):
+        query = f'SELECT bundle, tbl, id, ts, "user", data FROM events WHERE {sql}'
+        after: tuple[float, str, str] | None = None
+        while True:
+            with self.db.transaction() as tx:
+                if after is None:
+                    found = tx.execute(f"{query} ORDER BY ts, id, bundle LIMIT {_BATCH}", params).fetchall()
+                else:
+                    # ts >= ? alone lets the (tbl, ts) index find the start; the rest is exact.
+                    found = tx.execute(
+                        f"{query} AND ts >= ? AND (ts > ? OR (ts = ? AND (id > ? OR (id = ? AND bundle > ?)))) "
+                        f"ORDER BY ts, id, bundle LIMIT {_BATCH}",
+                        [*params, after[0], after[0], after[0], after[1], after[1], after[2]]).fetchall()
+            for row in found:
                 yield {**dict(zip(_HEAD, row[:5])), **json.loads(row[5])}
-        finally:
-            db.close()
+            if len(found) < _BATCH:
+                return
+            last = found[-1]
+            after = (last[3], last[2], last[0])
 
     def field_names(self, table: str, bundle: str | None = None, since: float | None = None) -> list[str]:
-        """Every relayed field name among these events, sorted (SQLite's json_each reads them)."""
+        """Every relayed field name among these events, sorted (read by the database from the JSON)."""
         sql, params = _filter(table, bundle, since)
-        with self._db() as db:
-            found = db.execute(f"SELECT DISTINCT j.key FROM events, json_each(events.data) AS j WHERE {sql}", params).fetchall()
+        with self.db.transaction() as tx:
+            if tx.engine == "postgresql":
+                # json, not jsonb: a key is all it reads, and json takes any text json.dumps wrote.
+                keys = f"SELECT DISTINCT j.key FROM events, json_object_keys(events.data::json) AS j(key) WHERE {sql}"
+            else:
+                keys = f"SELECT DISTINCT j.key FROM events, json_each(events.data) AS j WHERE {sql}"
+            found = tx.execute(keys, params).fetchall()
         return sorted(k for (k,) in found if k not in _HEAD)
 
     def export(self, table: str, bundle: str | None = None, since: float | None = None, fmt: str = "jsonl") -> Iterator[str]:
@@ -101,9 +134,6 @@ class EventLog:
             out.seek(0)
             out.truncate()
         yield out.getvalue()
-
-    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
-        return transaction(self.path)
 
 
 def _filter(table: str, bundle: str | None, since: float | None) -> tuple[str, list[Any]]:

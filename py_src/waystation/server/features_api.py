@@ -29,6 +29,7 @@ from ..device.data.schema import check_name
 from ..device.errors import DataError
 from ._gzip import accepts_gzip, compress
 from .features_store import FeatureStore
+from .storage import Storage
 
 __all__ = ["AnswerCache", "feature_routes"]
 
@@ -65,7 +66,7 @@ class AnswerCache:
                 self._bytes -= len(body)
 
 
-def feature_routes(data: Path) -> list[BaseRoute]:
+def feature_routes(data: Path | Storage) -> list[BaseRoute]:
     store = FeatureStore(data)
     cache = AnswerCache()
     making = threading.Lock()  # one answer made at a time: a burst of misses makes it once, not once each

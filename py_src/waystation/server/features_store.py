@@ -1,4 +1,5 @@
-"""Published feature tables under --data (`features.sqlite3`), versioned row by row.
+"""Published feature tables under --data (`features.sqlite3`, or tables of the PostgreSQL
+database), versioned row by row.
 
     store = FeatureStore(Path("data"))
     store.publish("items", Path("items.jsonl"), key="item_id")   # {"version": 3, "added": 2, "changed": 1, ...}
@@ -13,6 +14,10 @@ whole table (`"full": true`).
 
 Rows are stored as the JSON list the delta sends (column order; vectors as base64 of
 float32 little-endian), so serving a delta decodes nothing.
+
+A publish reads the table, then writes its next version: it holds the table's lock meanwhile
+(SQLite's write lock, a PostgreSQL advisory lock on the table's name), so two publishes of one
+table, from two processes or two server instances, make two versions, one after the other.
 """
 
 from __future__ import annotations
@@ -21,20 +26,19 @@ import base64
 import csv
 import io
 import json
-import sqlite3
 import time
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from ..device.data.schema import Column, check_name, pack_vector
 from ..device.errors import DataError
-from ._sqlite import create, transaction
+from .storage import Connection, Migration, Storage
 
-__all__ = ["FEATURES_FILE", "FeatureStore", "read_table"]
+__all__ = ["FEATURES_FILE", "FeatureStore", "MIGRATIONS", "read_table"]
 
 FEATURES_FILE = "features.sqlite3"
-_SCHEMA = """
+MIGRATIONS = (
+    Migration(1, sqlite="""
 CREATE TABLE IF NOT EXISTS feature_tables (
     name TEXT PRIMARY KEY, key TEXT NOT NULL, columns TEXT NOT NULL,
     version INTEGER NOT NULL, full_since INTEGER NOT NULL, published_at REAL NOT NULL
@@ -44,15 +48,32 @@ CREATE TABLE IF NOT EXISTS feature_rows (
     PRIMARY KEY (name, k)
 );
 CREATE INDEX IF NOT EXISTS feature_rows_version ON feature_rows (name, version);
-"""
+""", postgresql="""
+CREATE TABLE IF NOT EXISTS feature_tables (
+    name TEXT PRIMARY KEY, key TEXT NOT NULL, columns TEXT NOT NULL,
+    version INTEGER NOT NULL, full_since INTEGER NOT NULL, published_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS feature_rows (
+    name TEXT NOT NULL, k TEXT NOT NULL, data TEXT, version INTEGER NOT NULL,
+    PRIMARY KEY (name, k)
+);
+CREATE INDEX IF NOT EXISTS feature_rows_version ON feature_rows (name, version);
+"""),
+)
+_PUT_ROW = ("INSERT INTO feature_rows (name, k, data, version) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (name, k) DO UPDATE SET data = excluded.data, version = excluded.version")
+_PUT_TABLE = ("INSERT INTO feature_tables (name, key, columns, version, full_since, published_at) "
+              "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET key = excluded.key, "
+              "columns = excluded.columns, version = excluded.version, full_since = excluded.full_since, "
+              "published_at = excluded.published_at")
 
 
 class FeatureStore:
     """The feature tables of one data folder. Blocking: call from a thread pool on the server."""
 
-    def __init__(self, data: str | Path) -> None:
-        self.path = Path(data) / FEATURES_FILE
-        create(self.path, _SCHEMA)
+    def __init__(self, data: str | Path | Storage) -> None:
+        self.storage = Storage.at(data)
+        self.db = self.storage.database("features", MIGRATIONS)
 
     def publish(self, name: str, file: Path, key: str) -> dict[str, Any]:
         """Publish FILE (CSV or JSON lines) as table `name`: a new version holding only what changed."""
@@ -62,11 +83,13 @@ class FeatureStore:
 
     def publish_rows(self, name: str, columns: list[Column], rows: dict[str, str], key: str) -> dict[str, Any]:
         columns_json = json.dumps([[c.name, c.type_text] for c in columns])
-        with self._db() as db:
-            table = db.execute("SELECT version, columns, key FROM feature_tables WHERE name = ?", (name,)).fetchone()
+        with self.db.transaction(immediate=True) as tx:
+            if tx.engine == "postgresql":
+                tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", ("waystation.features:" + name,))
+            table = tx.execute("SELECT version, columns, key FROM feature_tables WHERE name = ?", (name,)).fetchone()
             old_version = table[0] if table else 0
             reshaped = table is None or table[1] != columns_json or table[2] != key
-            old = dict(db.execute("SELECT k, data FROM feature_rows WHERE name = ? AND data IS NOT NULL", (name,)))
+            old = dict(tx.execute("SELECT k, data FROM feature_rows WHERE name = ? AND data IS NOT NULL", (name,)))
             added = [k for k in rows if k not in old]
             changed = [k for k in rows if k in old and old[k] != rows[k]]
             deleted = [k for k in old if k not in rows]
@@ -76,33 +99,37 @@ class FeatureStore:
                 return {"name": name, "version": old_version, **counts}
             version = old_version + 1
             write = rows if reshaped else {k: rows[k] for k in added + changed}
-            db.executemany("INSERT OR REPLACE INTO feature_rows VALUES (?, ?, ?, ?)",
-                           [(name, k, data, version) for k, data in write.items()])
-            db.executemany("UPDATE feature_rows SET data = NULL, version = ? WHERE name = ? AND k = ?",
-                           [(version, name, k) for k in deleted])
-            full_since = version if reshaped else _full_since(db, name)
-            db.execute("INSERT OR REPLACE INTO feature_tables VALUES (?, ?, ?, ?, ?, ?)",
-                       (name, key, columns_json, version, full_since, time.time()))
+            if write:
+                tx.executemany(_PUT_ROW, [(name, k, data, version) for k, data in write.items()])
+            if deleted:
+                tx.executemany("UPDATE feature_rows SET data = NULL, version = ? WHERE name = ? AND k = ?",
+                               [(version, name, k) for k in deleted])
+            full_since = version if reshaped else _full_since(tx, name)
+            tx.execute(_PUT_TABLE, (name, key, columns_json, version, full_since, time.time()))
         return {"name": name, "version": version, **counts}
 
     def head(self, name: str) -> tuple[int, int] | None:
         """(version, full_since) of a table, or None: which answer a `since` gets, without reading rows."""
-        with self._db() as db:
-            row = db.execute("SELECT version, full_since FROM feature_tables WHERE name = ?", (name,)).fetchone()
+        with self.db.transaction() as tx:
+            row = tx.execute("SELECT version, full_since FROM feature_tables WHERE name = ?", (name,)).fetchone()
         return None if row is None else (int(row[0]), int(row[1]))
 
     def delta(self, name: str, since: int | None) -> dict[str, Any] | None:
         """The rows a device at version `since` needs (None: no such table)."""
-        with self._db() as db:
-            table = db.execute("SELECT key, columns, version, full_since FROM feature_tables WHERE name = ?", (name,)).fetchone()
+        with self.db.transaction() as tx:
+            if tx.engine == "postgresql":
+                # The table's head and its rows from one snapshot, as SQLite's read transaction gives:
+                # a publish committing between the two reads must not mix two versions.
+                tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            table = tx.execute("SELECT key, columns, version, full_since FROM feature_tables WHERE name = ?", (name,)).fetchone()
             if table is None:
                 return None
             key, columns, version, full_since = table
             full = since is None or since < full_since or since > version
             if full:
-                found = db.execute("SELECT k, data FROM feature_rows WHERE name = ? AND data IS NOT NULL", (name,)).fetchall()
+                found = tx.execute("SELECT k, data FROM feature_rows WHERE name = ? AND data IS NOT NULL", (name,)).fetchall()
             else:
-                found = db.execute("SELECT k, data FROM feature_rows WHERE name = ? AND version > ?", (name, since)).fetchall()
+                found = tx.execute("SELECT k, data FROM feature_rows WHERE name = ? AND version > ?", (name, since)).fetchall()
         rows = [data for _, data in found if data is not None]
         deleted = [json.loads(k) for k, data in found if data is None]
         # The rows are already JSON text: spliced in, not parsed and printed again.
@@ -120,16 +147,15 @@ class FeatureStore:
         return (head[:-1] + ',"rows":' + rows_json + "}").encode()
 
     def tables(self) -> list[dict[str, Any]]:
-        with self._db() as db:
-            found = db.execute("SELECT name, key, columns, version, published_at FROM feature_tables ORDER BY name").fetchall()
-        return [{"name": n, "key": k, "columns": json.loads(c), "version": v, "published_at": p} for n, k, c, v, p in found]
+        with self.db.transaction() as tx:
+            found = tx.execute("SELECT name, key, columns, version, published_at FROM feature_tables").fetchall()
+        # Sorted here: PostgreSQL's ORDER BY would follow the database's collation, not code points.
+        return [{"name": n, "key": k, "columns": json.loads(c), "version": v, "published_at": p}
+                for n, k, c, v, p in sorted(found)]
 
-    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
-        return transaction(self.path)
 
-
-def _full_since(db: sqlite3.Connection, name: str) -> int:
-    row = db.execute("SELECT full_since FROM feature_tables WHERE name = ?", (name,)).fetchone()
+def _full_since(tx: Connection, name: str) -> int:
+    row = tx.execute("SELECT full_since FROM feature_tables WHERE name = ?", (name,)).fetchone()
     return int(row[0]) if row else 1
 
 

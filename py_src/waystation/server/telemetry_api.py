@@ -7,11 +7,13 @@ Both are unauthenticated (devices are anonymous) and refuse, with {"error"} nami
 400 a body out of shape, 413 past telemetry_report_bytes / log_upload_bytes (BodyLimit),
 422 a bundle version the registry does not hold (nothing of the report is stored), 429 with
 Retry-After past telemetry_reports_per_minute from one address (both routes share the budget),
-503 with Retry-After when SQLite cannot store it now (a lock held too long, a full disk).
+503 with Retry-After when the store cannot take it now (SQLite: a lock held too long, a full disk;
+PostgreSQL: down, or no connection free in time).
 
 Parsing, checking and storing run on one thread of the API's own: SQLite sees a single writer
 (no waiting on its lock), and the event loop only counts the address's budget and hands the
-body over. Halt checks (rollout_guard.py) run on another thread, so a slow check never delays
+body over. On PostgreSQL each instance has its own writer thread; the store's upserts make
+their reports add up (telemetry_store.py). Halt checks (rollout_guard.py) run on another thread, so a slow check never delays
 an ingest.
 """
 
@@ -37,6 +39,7 @@ from ._json import BadJSON, parse_object
 from .config import ServerConfig
 from .registry import Registry
 from .rollout_guard import RolloutGuard
+from .storage import Storage, Unavailable
 from .sync.errors import RetryLater
 from .sync.throttle import LoginThrottle
 from .telemetry_checks import Declared, Refused, check_against_manifest, check_report, check_upload
@@ -91,7 +94,7 @@ class _Intake:
         return self._declared[(bundle, version)]
 
 
-def telemetry_routes(data: Path, config: ServerConfig, registry: Registry | None = None) -> list[BaseRoute]:
+def telemetry_routes(data: Path | Storage, config: ServerConfig, registry: Registry | None = None) -> list[BaseRoute]:
     """The two routes, storing under `data`, within `config`'s limits."""
     registry = registry or Registry(data)
     store = TelemetryStore(data)
@@ -114,7 +117,7 @@ def telemetry_routes(data: Path, config: ServerConfig, registry: Registry | None
             return await off_loop(lambda: work(body))
         except Refused as exc:
             return _error(exc.status, str(exc))
-        except sqlite3.OperationalError as exc:  # locked past its timeout by another process, or the disk
+        except (sqlite3.OperationalError, Unavailable) as exc:  # locked past its timeout, the disk, PostgreSQL down
             _log.warning("telemetry not stored: %s", exc)
             return _error(503, f"the server could not store this now ({exc}): send it again later",
                           {"Retry-After": str(_BUSY_RETRY_SECONDS)})

@@ -18,19 +18,26 @@ as its numbers: a report sent again (the device never heard the answer) counts o
 older than seven days into days, so a query over weeks reads hundreds of rows per series, not
 tens of thousands.
 
-Unlike the server's other stores (a connection per operation, _sqlite.py), each thread keeps
+On SQLite, unlike the server's other stores (a connection per operation), each thread keeps
 one connection to each file, and commits without waiting for the disk (synchronous=NORMAL in WAL
 mode). Closing the last connection to a WAL file checkpoints it and syncs, and a sync commit
 waits for the disk: together some 20 ms a report on this machine's disk, against well under a
 millisecond so. A power cut may lose the last reports acknowledged, never the file's consistency:
 a minute of statistics, for an ingest tens of times faster. Other processes (the command line)
 still read and write the same files safely.
+
+On PostgreSQL many server instances ingest into the same tables at once. Every number is added
+by an upsert (`SET n = timings.n + excluded.n`), which PostgreSQL applies atomically whichever
+instance sends it; a report id is claimed by its primary key in the report's own transaction, so
+the same report reaching two instances at once counts once (the second waits for the first to
+commit, then finds the id taken). A report's rows are written in one order (by table, then key),
+so two reports touching the same rows wait for one another instead of deadlocking. Folding and
+forgetting (compact) run on one instance at a time (an advisory lock; the others skip), and the
+queries read one snapshot (REPEATABLE READ), as SQLite's read transaction gives.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -41,11 +48,11 @@ from typing import Any
 from ..device.errors import BundleError
 from ..device.manifest import Manifest
 from . import histogram
-from ._sqlite import create
 from .registry import Registry
+from .storage import Connection, Database, Migration, Storage
 from .version_stats import VersionStats
 
-__all__ = ["LOGS_FILE", "LogStore", "TELEMETRY_FILE", "TelemetryStore"]
+__all__ = ["LOGS_FILE", "LOG_MIGRATIONS", "LogStore", "MIGRATIONS", "TELEMETRY_FILE", "TelemetryStore"]
 
 TELEMETRY_FILE = "telemetry.sqlite3"
 LOGS_FILE = "logs.sqlite3"
@@ -73,7 +80,8 @@ _FOLDS = (
 # "function", "model", "startup" (name: open, python, models), "signal", or "version" (name "":
 # the installations). The other tables key on its integer id, so an upsert compares integers.
 # slot: the minute (ms // 60000) the server received the report. calls of a model are its runs.
-_SCHEMA = """
+MIGRATIONS = (
+    Migration(1, sqlite="""
 CREATE TABLE IF NOT EXISTS reports (id TEXT PRIMARY KEY, received INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY, bundle TEXT NOT NULL, version TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
@@ -101,47 +109,65 @@ CREATE TABLE IF NOT EXISTS signals (
     series INTEGER NOT NULL, slot INTEGER NOT NULL, bin INTEGER NOT NULL, count INTEGER NOT NULL,
     PRIMARY KEY (series, slot, bin)
 ) WITHOUT ROWID;
-"""
-_ADD_INSTALL = "INSERT OR IGNORE INTO installs VALUES (?, ?, ?)"
-_ADD_TIMING = """INSERT INTO timings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, errors = errors + excluded.errors,
-    on_device = on_device + excluded.on_device, on_server = on_server + excluded.on_server,
-    n = n + excluded.n, total = total + excluded.total,
-    low = min(coalesce(low, excluded.low), coalesce(excluded.low, low)),
-    high = max(coalesce(high, excluded.high), coalesce(excluded.high, high))"""
-_ADD_BUCKET = "INSERT INTO buckets VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count"
-_ADD_ERROR = "INSERT INTO errors VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count"
-_ADD_SIGNAL = "INSERT INTO signals VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count"
+""", postgresql="""
+CREATE TABLE IF NOT EXISTS reports (id TEXT PRIMARY KEY, received BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS series (
+    id BIGSERIAL PRIMARY KEY, bundle TEXT NOT NULL, version TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
+    UNIQUE (bundle, version, kind, name)
+);
+CREATE TABLE IF NOT EXISTS installs (
+    series BIGINT NOT NULL, slot BIGINT NOT NULL, installation TEXT NOT NULL,
+    PRIMARY KEY (series, slot, installation)
+);
+CREATE TABLE IF NOT EXISTS timings (
+    series BIGINT NOT NULL, slot BIGINT NOT NULL,
+    calls BIGINT NOT NULL, errors BIGINT NOT NULL, on_device BIGINT NOT NULL, on_server BIGINT NOT NULL,
+    n BIGINT NOT NULL, total DOUBLE PRECISION NOT NULL, low DOUBLE PRECISION, high DOUBLE PRECISION,
+    PRIMARY KEY (series, slot)
+);
+CREATE TABLE IF NOT EXISTS buckets (
+    series BIGINT NOT NULL, slot BIGINT NOT NULL, idx INTEGER NOT NULL, count BIGINT NOT NULL,
+    PRIMARY KEY (series, slot, idx)
+);
+CREATE TABLE IF NOT EXISTS errors (
+    series BIGINT NOT NULL, slot BIGINT NOT NULL, code TEXT NOT NULL, count BIGINT NOT NULL,
+    PRIMARY KEY (series, slot, code)
+);
+CREATE TABLE IF NOT EXISTS signals (
+    series BIGINT NOT NULL, slot BIGINT NOT NULL, bin INTEGER NOT NULL, count BIGINT NOT NULL,
+    PRIMARY KEY (series, slot, bin)
+);
+"""),
+)
+# The lock that lets one instance at a time compact (PostgreSQL): folding twice at once would add
+# the same minutes into their hour twice.
+_COMPACT_LOCK = "waystation.telemetry.compact"
+
+
+def _merge_of(table: str, column: str) -> str:
+    """The upsert's merge of `column`: sums add up, low keeps the least and high the greatest (NULL: none).
+
+    Written with CASE, as both engines read it: SQLite has no LEAST/GREATEST, PostgreSQL no scalar min/max.
+    The stored row's column is qualified by its table, as PostgreSQL requires beside `excluded`."""
+    if column in ("low", "high"):
+        old, new, beyond = f"{table}.{column}", f"excluded.{column}", "<" if column == "low" else ">"
+        return f"{column} = CASE WHEN {old} IS NULL OR {new} {beyond} {old} THEN {new} ELSE {old} END"
+    return f"{column} = {table}.{column} + excluded.{column}"
+
+
+def _upsert(table: str, keys: tuple[str, ...], sums: tuple[str, ...]) -> str:
+    """Add one row's numbers into the row of its key (made if missing)."""
+    columns = ("series", "slot", *keys, *sums)
+    conflict = "NOTHING" if not sums else "UPDATE SET " + ", ".join(_merge_of(table, c) for c in sums)
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT ({', '.join(('series', 'slot', *keys))}) DO {conflict}")
+
+
+_UPSERTS = {table: _upsert(table, keys, sums) for table, keys, sums in _FOLDS}
 # The series of one bundle version and kind, joined by the queries: s.bundle, s.version, s.kind.
 _OF = "JOIN series s ON s.id = t.series WHERE s.bundle = ? AND s.version = ? AND s.kind = ? AND t.slot >= ?"
 _OF_BUNDLE = "JOIN series s ON s.id = t.series WHERE s.bundle = ? AND s.kind = ? AND t.slot >= ?"
 _Series = tuple[str, str, str, str]
-
-
-class _Connections:
-    """A connection to `path` per thread, kept open (see the module's doc)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """This thread's connection holding one transaction: committed on leaving, rolled back on an error."""
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=10)
-            db.execute("PRAGMA synchronous = NORMAL")
-            self._local.db = db
-        with db:
-            yield db
-
-    @contextmanager
-    def snapshot(self) -> Iterator[sqlite3.Connection]:
-        """This thread's connection in a read transaction: every query sees the same reports."""
-        with self.transaction() as db:
-            db.execute("BEGIN")
-            yield db
 
 
 class _Rows:
@@ -176,45 +202,60 @@ class _Rows:
                              h.get("max")))
         self.buckets.extend((series, slot, int(i), c) for i, c in h["b"].items() if c)
 
-    def tables(self) -> Iterator[tuple[str, list[tuple[Any, ...]]]]:
-        yield from ((_ADD_INSTALL, self.installs), (_ADD_TIMING, self.timings), (_ADD_BUCKET, self.buckets),
-                    (_ADD_ERROR, self.errors), (_ADD_SIGNAL, self.signals))
+    def tables(self) -> Iterator[tuple[str, int, list[tuple[Any, ...]]]]:
+        """(table, columns of its key, rows), in the order they are written."""
+        for (table, keys, _), rows in zip(_FOLDS, (self.installs, self.timings, self.buckets, self.errors,
+                                                   self.signals), strict=True):
+            yield table, 2 + len(keys), rows
+
+    def series(self) -> list[_Series]:
+        """Every series the report adds to, sorted."""
+        return sorted({row[0] for _, _, rows in self.tables() for row in rows})
 
 
 class TelemetryStore:
     """The telemetry of one data folder. Blocking: call from a thread pool on the server."""
 
-    def __init__(self, data: str | Path) -> None:
-        self.data = Path(data)
-        self.path = self.data / TELEMETRY_FILE
-        create(self.path, _SCHEMA)
-        self._db = _Connections(self.path)
+    def __init__(self, data: str | Path | Storage) -> None:
+        self.storage = Storage.at(data)
+        self.data = self.storage.data
+        self.db = self.storage.database("telemetry", MIGRATIONS, per_thread=True, synchronous="NORMAL")
         self._references: dict[tuple[str, str], dict[str, tuple[int, ...]]] = {}
         self._series: dict[_Series, int] = {}
+        self._registry: Registry | None = None
 
     def ingest(self, report: dict[str, Any], received_ms: int | None = None) -> bool:
         """Add a checked report's numbers; False (and nothing added) if its id was ingested before."""
         received = int(time.time() * 1000) if received_ms is None else received_ms
         rows = _Rows(report, received // _MINUTE)
         made: dict[_Series, int] = {}
-        with self._db.transaction() as db:
-            if db.execute("INSERT OR IGNORE INTO reports VALUES (?, ?)", (report["id"], received)).rowcount == 0:
+        with self.db.transaction() as tx:
+            # The id first: on PostgreSQL a second instance ingesting the same report waits here for
+            # the first one's commit, then finds the id taken, having written nothing.
+            if tx.execute("INSERT INTO reports VALUES (?, ?) ON CONFLICT DO NOTHING",
+                          (report["id"], received)).rowcount == 0:
                 return False
-            for sql, table in rows.tables():
-                if table:
-                    db.executemany(sql, [(self._series_id(db, row[0], made), *row[1:]) for row in table])
+            ids = {series: self._series_id(tx, series, made) for series in rows.series()}
+            ordered = tx.engine == "postgresql"  # SQLite has one writer at a time: no order needed
+            for table, key_width, found in rows.tables():
+                if found:
+                    values = [(ids[row[0]], *row[1:]) for row in found]
+                    if ordered:
+                        values.sort(key=lambda row: row[:key_width])
+                    tx.executemany(_UPSERTS[table], values)
         # Remembered once committed: an id from a transaction rolled back would point at nothing.
         if len(self._series) + len(made) > _CACHED_SERIES:
             self._series.clear()
         self._series.update(made)
         return True
 
-    def _series_id(self, db: sqlite3.Connection, series: _Series, made: dict[_Series, int]) -> int:
+    def _series_id(self, tx: Connection, series: _Series, made: dict[_Series, int]) -> int:
         """The id of a series, made on first use (ids never change, so they are remembered)."""
         found = self._series.get(series) or made.get(series)
         if found is None:
-            db.execute("INSERT OR IGNORE INTO series (bundle, version, kind, name) VALUES (?, ?, ?, ?)", series)
-            found = made[series] = int(db.execute(
+            tx.execute("INSERT INTO series (bundle, version, kind, name) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                       series)
+            found = made[series] = int(tx.execute(
                 "SELECT id FROM series WHERE bundle = ? AND version = ? AND kind = ? AND name = ?", series).fetchone()[0])
         return found
 
@@ -223,16 +264,19 @@ class TelemetryStore:
         """What the reports about `version` received since `since_ms` add up to: from its minute on, or from
         the start of its hour if it is more than two hours ago, of its day if more than seven days."""
         slot = _since_slot(since_ms, int(time.time() * 1000) if now_ms is None else now_ms)
-        with self._db.snapshot() as db:
-            devices = db.execute(f"SELECT COUNT(DISTINCT installation) FROM installs t {_OF}",
-                                 (bundle, version, "version", slot)).fetchone()[0]
+        with _snapshot(self.db) as tx:
+            devices = int(tx.execute(f"SELECT COUNT(DISTINCT installation) FROM installs t {_OF}",
+                                     (bundle, version, "version", slot)).fetchone()[0])
             of_functions = (bundle, version, "function", slot)
-            sums = db.execute(f"SELECT s.name, SUM(calls), SUM(errors), SUM(n), MIN(low), MAX(high) FROM timings t {_OF} "
-                              "GROUP BY s.name", of_functions).fetchall()
-            counts = db.execute(f"SELECT s.name, idx, SUM(count) FROM buckets t {_OF} GROUP BY s.name, idx",
-                                of_functions).fetchall()
-            signal_counts = db.execute(f"SELECT s.name, bin, SUM(count) FROM signals t {_OF} GROUP BY s.name, bin",
-                                       (bundle, version, "signal", slot)).fetchall()
+            # PostgreSQL sums BIGINT columns as NUMERIC (Decimal): made ints again here.
+            sums = [(name, int(calls), int(errors), int(n), low, high) for name, calls, errors, n, low, high in tx.execute(
+                f"SELECT s.name, SUM(calls), SUM(errors), SUM(n), MIN(low), MAX(high) FROM timings t {_OF} "
+                "GROUP BY s.name", of_functions)]
+            counts = [(name, idx, int(count)) for name, idx, count in tx.execute(
+                f"SELECT s.name, idx, SUM(count) FROM buckets t {_OF} GROUP BY s.name, idx", of_functions)]
+            signal_counts = [(name, bin_, int(count)) for name, bin_, count in tx.execute(
+                f"SELECT s.name, bin, SUM(count) FROM signals t {_OF} GROUP BY s.name, bin",
+                (bundle, version, "signal", slot))]
         by_name: dict[str, list[tuple[int, int]]] = {}
         for name, idx, count in counts:
             by_name.setdefault(name, []).append((idx, count))
@@ -255,20 +299,23 @@ class TelemetryStore:
         folds = ((_HOUR, (now - _MINUTES_FOR_MS) // _MINUTE // _HOUR * _HOUR),
                  (_DAY, (now - _HOURS_FOR_MS) // _MINUTE // _DAY * _DAY))
         folded = forgotten = 0
-        with self._db.transaction() as db:
-            forgotten += db.execute("DELETE FROM reports WHERE received < ?", (keep_from,)).rowcount
+        with self.db.transaction() as tx:
+            if tx.engine == "postgresql" and not tx.execute("SELECT pg_try_advisory_xact_lock(hashtext(?))",
+                                                            (_COMPACT_LOCK,)).fetchone()[0]:
+                return {"folded": 0, "forgotten": 0}  # another instance is compacting now
+            forgotten += tx.execute("DELETE FROM reports WHERE received < ?", (keep_from,)).rowcount
             for table, keys, sums in _FOLDS:
-                forgotten += db.execute(f"DELETE FROM {table} WHERE slot < ?", (keep_from // _MINUTE,)).rowcount
+                forgotten += tx.execute(f"DELETE FROM {table} WHERE slot < ?", (keep_from // _MINUTE,)).rowcount
                 for unit, before in folds:
-                    db.execute(_fold_sql(table, keys, sums, unit), (before,))
-                    folded += db.execute(f"DELETE FROM {table} WHERE slot < ? AND slot % {unit} != 0",
+                    tx.execute(_fold_sql(table, keys, sums, unit), (before,))
+                    folded += tx.execute(f"DELETE FROM {table} WHERE slot < ? AND slot % {unit} != 0",
                                          (before,)).rowcount
         return {"folded": folded, "forgotten": forgotten}
 
     def summary(self, bundle: str) -> dict[str, Any]:
         """{"versions": {version: its VersionStats.to_dict()}} for every version of `bundle` that reported."""
-        with self._db.transaction() as db:
-            versions = [row[0] for row in db.execute(
+        with self.db.transaction() as tx:
+            versions = [row[0] for row in tx.execute(
                 "SELECT version FROM series s WHERE bundle = ? AND kind = 'version' "
                 "AND EXISTS (SELECT 1 FROM installs WHERE series = s.id)", (bundle,))]
         return {"versions": {v: self.version_stats(bundle, v).to_dict() for v in sorted(versions, key=_release_key)}}
@@ -280,13 +327,17 @@ class TelemetryStore:
         now = int(time.time() * 1000) if now_ms is None else now_ms
         first_hour = now // (60 * _MINUTE) - hours + 1
         slot = first_hour * 60
-        with self._db.snapshot() as db:
-            devices = db.execute(f"SELECT slot / 60, s.version, COUNT(DISTINCT installation) FROM installs t {_OF_BUNDLE} "
-                                 "GROUP BY 1, 2", (bundle, "version", slot)).fetchall()
-            sums = db.execute(f"SELECT slot / 60, s.version, SUM(calls), SUM(errors), SUM(n), MIN(low), MAX(high) "
-                              f"FROM timings t {_OF_BUNDLE} GROUP BY 1, 2", (bundle, "function", slot)).fetchall()
-            counts = db.execute(f"SELECT slot / 60, s.version, idx, SUM(count) FROM buckets t {_OF_BUNDLE} "
-                                "GROUP BY 1, 2, 3", (bundle, "function", slot)).fetchall()
+        with _snapshot(self.db) as tx:
+            devices = [(int(hour), version, int(n)) for hour, version, n in tx.execute(
+                f"SELECT slot / 60, s.version, COUNT(DISTINCT installation) FROM installs t {_OF_BUNDLE} "
+                "GROUP BY 1, 2", (bundle, "version", slot))]
+            sums = [(int(hour), version, int(calls), int(errors), int(n), low, high)
+                    for hour, version, calls, errors, n, low, high in tx.execute(
+                        f"SELECT slot / 60, s.version, SUM(calls), SUM(errors), SUM(n), MIN(low), MAX(high) "
+                        f"FROM timings t {_OF_BUNDLE} GROUP BY 1, 2", (bundle, "function", slot))]
+            counts = [(int(hour), version, idx, int(count)) for hour, version, idx, count in tx.execute(
+                f"SELECT slot / 60, s.version, idx, SUM(count) FROM buckets t {_OF_BUNDLE} "
+                "GROUP BY 1, 2, 3", (bundle, "function", slot))]
         buckets: dict[tuple[int, str], list[tuple[int, int]]] = {}
         for hour, version, idx, count in counts:
             buckets.setdefault((hour, version), []).append((idx, count))
@@ -316,7 +367,9 @@ class TelemetryStore:
     def _reference(self, bundle: str, version: str) -> dict[str, tuple[int, ...]]:
         """{signal: reference counts} from the version's manifest in the registry beside this store."""
         if (bundle, version) not in self._references:  # a published manifest never changes: read once
-            raw = Registry(self.data).manifest(bundle, version)
+            if self._registry is None:
+                self._registry = Registry(self.storage)
+            raw = self._registry.manifest(bundle, version)
             try:
                 signals = Manifest.from_json(raw).telemetry.signals if raw is not None else {}
             except BundleError:
@@ -332,7 +385,7 @@ def _fold_sql(table: str, keys: tuple[str, ...], sums: tuple[str, ...], unit: in
     key = ", ".join(("series", "slot", *keys))
     start = f"slot - slot % {unit}"
     picked = ", ".join(("series", start, *keys, *(_fold_of(c) for c in sums)))
-    conflict = "NOTHING" if not sums else "UPDATE SET " + ", ".join(_merge_of(c) for c in sums)
+    conflict = "NOTHING" if not sums else "UPDATE SET " + ", ".join(_merge_of(table, c) for c in sums)
     return (f"INSERT INTO {table} ({key}{''.join(', ' + c for c in sums)}) SELECT {picked} FROM {table} "
             f"WHERE slot < ? AND slot % {unit} != 0 GROUP BY series, {start}{''.join(', ' + k for k in keys)} "
             f"ON CONFLICT ({key}) DO {conflict}")
@@ -354,14 +407,6 @@ def _since_slot(since_ms: int | None, now_ms: int) -> int:
 
 def _fold_of(column: str) -> str:
     return {"low": "MIN(low)", "high": "MAX(high)"}.get(column, f"SUM({column})")
-
-
-def _merge_of(column: str) -> str:
-    if column == "low":
-        return "low = min(coalesce(low, excluded.low), coalesce(excluded.low, low))"
-    if column == "high":
-        return "high = max(coalesce(high, excluded.high), coalesce(excluded.high, high))"
-    return f"{column} = {column} + excluded.{column}"
 
 
 class _Latency:
@@ -403,44 +448,72 @@ def _release_key(version: str) -> tuple[Any, ...]:
     return (1, version)
 
 
-_LOG_SCHEMA = """
+LOG_MIGRATIONS = (
+    Migration(1, sqlite="""
 CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, received INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS lines (
     seq INTEGER PRIMARY KEY, bundle TEXT NOT NULL, received INTEGER NOT NULL, version TEXT NOT NULL,
     t INTEGER NOT NULL, level TEXT NOT NULL, logger TEXT NOT NULL, message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS lines_by_bundle ON lines (bundle, seq);
-"""
+""", postgresql="""
+CREATE TABLE IF NOT EXISTS uploads (id TEXT PRIMARY KEY, received BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS lines (
+    seq BIGSERIAL PRIMARY KEY, bundle TEXT NOT NULL, received BIGINT NOT NULL, version TEXT NOT NULL,
+    t BIGINT NOT NULL, level TEXT NOT NULL, logger TEXT NOT NULL, message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS lines_by_bundle ON lines (bundle, seq);
+"""),
+)
 
 
 class LogStore:
-    """Remote log lines of one data folder (data/logs.sqlite3), the newest _KEEP_LOG_LINES per bundle."""
+    """Remote log lines of one data folder (data/logs.sqlite3), the newest _KEEP_LOG_LINES per bundle.
 
-    def __init__(self, data: str | Path, keep: int = _KEEP_LOG_LINES) -> None:
-        self.path = Path(data) / LOGS_FILE
+    On PostgreSQL, instances adding lines of one bundle at once each trim to the newest `keep` they
+    see: the bound holds within the lines being added meanwhile."""
+
+    def __init__(self, data: str | Path | Storage, keep: int = _KEEP_LOG_LINES) -> None:
+        self.storage = Storage.at(data)
         self.keep = keep
-        create(self.path, _LOG_SCHEMA)
-        self._db = _Connections(self.path)
+        self.db = self.storage.database("logs", LOG_MIGRATIONS, per_thread=True, synchronous="NORMAL")
 
     def add(self, upload: dict[str, Any], received_ms: int | None = None) -> bool:
         """Store a checked upload's lines; False (nothing stored) if its id was stored before."""
         received = int(time.time() * 1000) if received_ms is None else received_ms
         bundle, version = upload["bundle"], upload["version"]
-        rows = [(bundle, received, version, line["t"], line["level"], line["logger"], line["message"])
+        rows = [(bundle, received, version, line["t"], line["level"], _text(line["logger"]), _text(line["message"]))
                 for line in upload["lines"]]
-        with self._db.transaction() as db:
-            if db.execute("INSERT OR IGNORE INTO uploads VALUES (?, ?)", (upload["id"], received)).rowcount == 0:
+        with self.db.transaction() as tx:
+            if tx.execute("INSERT INTO uploads VALUES (?, ?) ON CONFLICT DO NOTHING",
+                          (upload["id"], received)).rowcount == 0:
                 return False
-            db.executemany("INSERT INTO lines (bundle, received, version, t, level, logger, message) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            db.execute("DELETE FROM lines WHERE bundle = ? AND seq <= (SELECT seq FROM lines WHERE bundle = ? "
+            if rows:
+                tx.executemany("INSERT INTO lines (bundle, received, version, t, level, logger, message) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            tx.execute("DELETE FROM lines WHERE bundle = ? AND seq <= (SELECT seq FROM lines WHERE bundle = ? "
                        "ORDER BY seq DESC LIMIT 1 OFFSET ?)", (bundle, bundle, self.keep))
         return True
 
     def recent(self, bundle: str, limit: int = 200) -> list[dict[str, Any]]:
         """The newest `limit` lines of `bundle`, newest first: {received, version, t, level, logger, message}."""
-        with self._db.snapshot() as db:
-            rows = db.execute("SELECT received, version, t, level, logger, message FROM lines WHERE bundle = ? "
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT received, version, t, level, logger, message FROM lines WHERE bundle = ? "
                               "ORDER BY seq DESC LIMIT ?", (bundle, limit)).fetchall()
         fields = ("received", "version", "t", "level", "logger", "message")
         return [dict(zip(fields, row, strict=True)) for row in rows]
+
+
+def _text(value: str) -> str:
+    """A device's text as both engines store it: PostgreSQL's text holds no NUL character."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+@contextmanager
+def _snapshot(db: Database) -> Iterator[Connection]:
+    """A read transaction in which every query sees the same reports (on PostgreSQL, REPEATABLE READ:
+    its default gives each statement a snapshot of its own)."""
+    with db.transaction() as tx:
+        if tx.engine == "postgresql":
+            tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield tx
