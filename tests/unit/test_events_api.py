@@ -148,3 +148,23 @@ def test_events_relayed_from_a_device_are_exported_as_jsonl_and_csv(server: Serv
     future = subprocess.run([*cmd[:-4], "--since", "2999-01-01T00:00:00Z", "--data", str(server.data)],
                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert future == ""
+
+
+def test_an_export_longer_than_a_batch_comes_whole_in_order_once(tmp_path: Path) -> None:
+    """Exports read in batches of the order's key (ts, id, bundle): events sharing a ts, or a ts and an
+    id in two bundles, straddle batch ends without being lost or read twice; CSV names every field."""
+    log = EventLog(tmp_path / "data")
+    events = [{"table": "clicks", "id": secrets.token_hex(16), "ts": 1767225600.0 + i // 7, "item_id": f"a{i}"}
+              for i in range(2345)]
+    twin = [{**e, "extra": 1} for e in events[1000:1010]]  # the same ids and times in another bundle
+    assert log.add("one", "alice", events) == {"stored": 2345, "duplicates": 0}
+    assert log.add("one", "alice", events[:5]) == {"stored": 0, "duplicates": 5}
+    assert log.add("two", "bob", twin)["stored"] == 10
+    rows = log.rows("clicks")
+    assert [(r["ts"], r["id"], r["bundle"]) for r in rows] == sorted(
+        (e["ts"], e["id"], b) for b, sent in (("one", events), ("two", twin)) for e in sent)
+    assert [r["item_id"] for r in log.rows("clicks", bundle="one", since=1767225600.0 + 300)] == [
+        e["item_id"] for e in sorted(events, key=lambda e: (e["ts"], e["id"])) if e["ts"] >= 1767225600.0 + 300]
+    assert log.field_names("clicks") == ["extra", "item_id"] and log.field_names("clicks", bundle="one") == ["item_id"]
+    lines = "".join(log.export("clicks", fmt="csv")).splitlines()
+    assert lines[0] == "bundle,table,id,ts,user,extra,item_id" and len(lines) == 1 + 2355
