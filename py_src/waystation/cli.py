@@ -17,6 +17,11 @@
     waystation features publish items items.jsonl --key item_id [--data data]
     waystation events export clicks [--bundle demo] [--since 7d] [--format jsonl|csv] [--data data]
     waystation admin token [--revoke-all] [--data data]
+    waystation db migrate [--data data] [--database URL]    # every store's schema, before a rolling deploy
+    waystation db status [--data data] [--database URL]
+
+Every command with --data also takes --database URL (or $WAYSTATION_DATABASE): the server's state
+in PostgreSQL, shared by many instances, instead of SQLite files under --data.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any
 from . import __version__
 from .data_cli import add_data_commands
 from .extras import command_name, missing_extra
+from .state_args import add_state_arguments, state_storage
 
 __all__ = ["LOG_LEVELS", "main"]
 
@@ -72,6 +78,10 @@ def _error_line(exc: Exception) -> tuple[str | None, int]:
         return f"error: {WORKFLOW_ERROR}: {type(exc).__name__}: {exc}", 1
     if isinstance(exc, (ValueError, TypeError, OSError)):  # the other commands' bad input (files, values)
         return f"error: {type(exc).__name__}: {exc}", 1
+    from .server.storage import StorageError
+
+    if isinstance(exc, StorageError):  # a bad --database, PostgreSQL down, a write breaking a constraint
+        return f"error: {type(exc).__name__}: {exc}", 1
     return None, 1
 
 
@@ -92,7 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the site and the APIs (builds first if needed)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--data", type=Path, default=Path("data"), help="where all server state lives")
+    add_state_arguments(serve, "where the server's state lives: SQLite files, or with --database the instance's "
+                               "caches (default: data)")
+    serve.add_argument("--pubsub", default=None, metavar="URL",
+                       help="redis:// URL relaying sync rooms between instances (default: $WAYSTATION_PUBSUB; "
+                            "unset: one instance)")
     serve.add_argument("--site", type=Path, default=Path("dist"), help="the built site to serve")
     serve.add_argument("--project", type=Path, default=None, help="project root, to build the site if missing")
     serve.set_defaults(handler=_serve)
@@ -128,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _bundle_parser(commands.add_parser("bundle", help="build, publish, compare and roll back bundles"))
     _admin_parser(commands.add_parser("admin", help="admin tokens for the fleet dashboard and /api/admin"))
+    _db_parser(commands.add_parser("db", help="the server's database schema: migrate it, or see where it stands"))
     add_data_commands(commands)
     return parser
 
@@ -149,7 +164,7 @@ def _bundle_parser(bundle: argparse.ArgumentParser) -> None:
     publish.add_argument("bundle", type=Path, help="a built bundle folder (NAME/VERSION with manifest.json)")
     publish.add_argument("--channel", default="stable", help="channel to release on (default: stable)")
     publish.add_argument("--rollout", type=int, default=100, metavar="PERCENT", help="share of devices (default: 100)")
-    publish.add_argument("--data", type=Path, default=Path("data"), help=data_help)
+    add_state_arguments(publish, data_help)
     publish.add_argument("--trusted-key", type=Path, action="append", default=None, metavar="PUB",
                          help="refuse the bundle unless signed by this public key (repeatable)")
     publish.add_argument("--halt-if", default=None, metavar="RULES",
@@ -173,14 +188,14 @@ def _bundle_parser(bundle: argparse.ArgumentParser) -> None:
     rollback = commands.add_parser("rollback", help="withdraw a channel's newest release")
     rollback.add_argument("--channel", default="stable", help="channel (default: stable)")
     rollback.add_argument("--bundle", required=True, help="bundle name")
-    rollback.add_argument("--data", type=Path, default=Path("data"), help=data_help)
+    add_state_arguments(rollback, data_help)
     rollback.set_defaults(handler=_bundle_rollback)
 
     revoke = commands.add_parser("revoke", help="stop serving a version for good; devices holding it stop using it")
     revoke.add_argument("name", help="bundle name")
     revoke.add_argument("version", help="the published version to revoke")
     revoke.add_argument("--reason", default="", help="why, kept in the registry for its history")
-    revoke.add_argument("--data", type=Path, default=Path("data"), help=data_help)
+    add_state_arguments(revoke, data_help)
     revoke.set_defaults(handler=_bundle_revoke)
 
     logging = commands.add_parser("logging", help="ask a share of a channel's devices to send their log lines")
@@ -189,22 +204,52 @@ def _bundle_parser(bundle: argparse.ArgumentParser) -> None:
     logging.add_argument("--share", type=int, required=True, metavar="PERCENT", help="share of devices; 0 turns it off")
     logging.add_argument("--level", choices=LOG_LEVELS, default="warning",
                          help="lines at this level and above (default: warning)")
-    logging.add_argument("--data", type=Path, default=Path("data"), help=data_help)
+    add_state_arguments(logging, data_help)
     logging.set_defaults(handler=_bundle_logging)
 
 
 def _admin_parser(admin: argparse.ArgumentParser) -> None:
     commands = admin.add_subparsers(required=True, metavar="COMMAND")
     token = commands.add_parser("token", help="print a new admin token (only its hash is stored)")
-    token.add_argument("--data", type=Path, default=Path("data"), help="the server's data folder (default: data)")
+    add_state_arguments(token)
     token.add_argument("--revoke-all", action="store_true", help="drop every admin token instead of making one")
     token.set_defaults(handler=_admin_token)
+
+
+def _db_parser(db: argparse.ArgumentParser) -> None:
+    commands = db.add_subparsers(required=True, metavar="COMMAND")
+    migrate = commands.add_parser("migrate", help="apply every store's pending schema migrations (once, before a deploy)")
+    add_state_arguments(migrate)
+    migrate.set_defaults(handler=_db_migrate)
+    status = commands.add_parser("status", help="each store's schema version, applied and known to this release")
+    add_state_arguments(status)
+    status.set_defaults(handler=_db_status)
+
+
+def _db_migrate(args: argparse.Namespace) -> None:
+    from .server.schema import migrate
+
+    storage = state_storage(args)
+    for store, version in migrate(storage).items():
+        print(f"{store}: schema version {version}")
+    _say(f"migrated {storage.describe()}")
+
+
+def _db_status(args: argparse.Namespace) -> None:
+    from .server.schema import status
+
+    behind = 0
+    for store, (applied, newest) in status(state_storage(args)).items():
+        behind += applied < newest
+        print(f"{store}: {applied} of {newest}" + ("  (migrate due)" if applied < newest else ""))
+    if behind:
+        raise SystemExit(1)
 
 
 def _admin_token(args: argparse.Namespace) -> None:
     from .server.admin_auth import AdminTokens
 
-    tokens = AdminTokens(args.data)
+    tokens = AdminTokens(state_storage(args))
     if args.revoke_all:
         _say(f"revoked {tokens.revoke_all()} admin token(s): /api/admin answers 401 until a new one is made")
         return
@@ -238,10 +283,11 @@ def _serve(args: argparse.Namespace) -> None:
     from .server.registry import Registry
     from .server.site_bundles import publish_site_bundles
 
-    for release in publish_site_bundles(Registry(args.data), args.site, warn=_say):
+    storage = state_storage(args)
+    for release in publish_site_bundles(Registry(storage), args.site, warn=_say):
         _say(f"published the site's {release}")
-    app = create_app(site=args.site, data=args.data, config=config)
-    _say(f"serving {args.site} on http://{args.host}:{args.port} (data in {args.data})")
+    app = create_app(site=args.site, data=storage, config=config, pubsub=args.pubsub)
+    _say(f"serving {args.site} on http://{args.host}:{args.port} (state: {storage.describe()})")
     serve(app, args.host, args.port, config, say=_say)
 
 
@@ -367,7 +413,7 @@ def _bundle_publish(args: argparse.Namespace) -> None:
 
     halt_if = _halt_rules(args.halt_if) if args.halt_if is not None else None
     trusted = [p.read_text() for p in args.trusted_key] if args.trusted_key else None
-    registry = Registry(args.data)
+    registry = Registry(state_storage(args))
     manifest = registry.add_version(args.bundle, trusted_keys=trusted, bar=_bar)
     if args.static_dir is not None:
         # After the checks (signature, trusted keys, immutability), before devices are told of the release.
@@ -427,14 +473,14 @@ def _new(args: argparse.Namespace) -> None:
 def _bundle_rollback(args: argparse.Namespace) -> None:
     from .server.registry import Registry
 
-    withdrawn, current = Registry(args.data).rollback(args.bundle, args.channel)
+    withdrawn, current = Registry(state_storage(args)).rollback(args.bundle, args.channel)
     print(f"rolled back {withdrawn}; now {current}")
 
 
 def _bundle_revoke(args: argparse.Namespace) -> None:
     from .server.registry import Registry
 
-    Registry(args.data).revoke(args.name, args.version, args.reason)
+    Registry(state_storage(args)).revoke(args.name, args.version, args.reason)
     print(f"revoked {args.name} {args.version}" + (f" ({args.reason})" if args.reason else "")
           + ": no device is served it again, and devices holding it stop using it at their next check-in")
 
@@ -442,7 +488,7 @@ def _bundle_revoke(args: argparse.Namespace) -> None:
 def _bundle_logging(args: argparse.Namespace) -> None:
     from .server.registry import Registry
 
-    Registry(args.data).set_logging(args.name, args.channel, args.share, args.level)
+    Registry(state_storage(args)).set_logging(args.name, args.channel, args.share, args.level)
     what = f"{args.share}% of devices send {args.level} lines and above" if args.share else "off"
     print(f"remote logging of {args.name} on {args.channel}: {what}")
 

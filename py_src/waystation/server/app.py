@@ -11,21 +11,21 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
 from starlette.types import ASGIApp
 
-from .. import __version__
 from .admin_api import admin_routes
 from .body_limit import BodyLimit
 from .bundles_api import bundle_routes
 from .config import ServerConfig
 from .events_api import event_routes
 from .features_api import feature_routes
+from .health import Drain, health_routes
 from .registry import Registry
 from .run_api import RunService, run_routes
 from .security_headers import SecurityHeaders
 from .static import SiteFiles
-from .storage import Unavailable
+from .storage import Storage, Unavailable
 from .sync import sync_endpoint
 from .telemetry_api import telemetry_routes
 
@@ -46,24 +46,27 @@ class _App(Starlette):
         return SecurityHeaders(super().build_middleware_stack())
 
 
-def create_app(site: str | Path = "dist", data: str | Path = "data", config: ServerConfig | None = None) -> Starlette:
-    """The app serving `site` (a built dist/) with all server state under `data`, within the limits of `config`.
+def create_app(site: str | Path = "dist", data: str | Path | Storage = "data", config: ServerConfig | None = None,
+               *, pubsub: str | None = None) -> Starlette:
+    """The app serving `site` (a built dist/) with the server's state in `data` (a folder of SQLite
+    files, or a Storage: on PostgreSQL the folder keeps only this instance's caches), within the
+    limits of `config`; with `pubsub` (a redis:// URL, else $WAYSTATION_PUBSUB) its sync rooms
+    are shared with the other instances.
 
     Request bodies are limited to `config.max_body_bytes` (413 past it); a route that takes more
     gets its own limit in BodyLimit's `routes` table.
     """
-    site, data = Path(site), Path(data)
+    site, storage = Path(site), Storage.at(data)
     config = config or ServerConfig.from_env()
-    data.mkdir(parents=True, exist_ok=True)
+    storage.data.mkdir(parents=True, exist_ok=True)
+    data = storage  # every store below opens its database here
 
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"ok": True, "waystation": __version__})
-
-    sync, sync_lifespan = sync_endpoint(data, config)
+    sync, sync_lifespan = sync_endpoint(data, config, pubsub)
     registry = Registry(data)
     runs = RunService(registry, sync.accounts, sync.rooms, config)
+    drain = Drain()
     routes = [
-        Route("/api/health", health),
+        *health_routes(ping=registry.db.ping, engine=storage.engine, drain=drain, pubsub_status=sync.pubsub_status),
         *bundle_routes(registry, site),
         *sync.routes(),
         *run_routes(runs),
@@ -79,6 +82,8 @@ def create_app(site: str | Path = "dist", data: str | Path = "data", config: Ser
                                               "/api/telemetry": config.telemetry_report_bytes,
                                               "/api/logs": config.log_upload_bytes})])
     app.state.site = site
-    app.state.data = data
+    app.state.data = storage.data
+    app.state.storage = storage
+    app.state.drain = drain
     app.state.config = config
     return app
