@@ -19,10 +19,17 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
+from waystation.bundles.signing import dev_key
+from waystation.server.admin_auth import AdminTokens
+from waystation.server.registry import Registry
+
+from bundle_factory import make_bundle
 from http_server import Server, read_response
 
 _names = itertools.count()
@@ -331,19 +338,31 @@ def test_large_bodies_are_refused_at_once_in_bounded_memory(start) -> None:
     assert max(control.times) < 1.0, control.times
 
 
-def test_a_locked_registry_does_not_stall_other_requests(start) -> None:
+def test_a_locked_registry_does_not_stall_other_requests(start, tmp_path: Path, storage_engine: str) -> None:
     server = start()
+    token = AdminTokens(server.data).make()
+    registry = Registry(server.data)
+    registry.publish(make_bundle(tmp_path, dev_key(), "demo", "1.0.0"), "stable", 100)
     control = Control(server)
-    lock = sqlite3.connect(server.data / "registry.sqlite3", isolation_level=None)
-    lock.execute("BEGIN EXCLUSIVE")  # as a long publish would hold it
+    # A write waits for the registry's lock as a long publish would hold it (reads do not: SQLite
+    # is in WAL mode and PostgreSQL has snapshots, they see the last commit).
+    lock: Any
+    if storage_engine == "sqlite":
+        lock = sqlite3.connect(server.data / "registry.sqlite3", isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")
+    else:
+        lock = psycopg.connect(registry.storage.url, autocommit=True)
+        lock.execute("BEGIN")
+        lock.execute("LOCK TABLE releases IN ACCESS EXCLUSIVE MODE")
     waited: list[tuple[int, float]] = []
 
-    def channel_request() -> None:
+    def rollback_request() -> None:
         began = time.monotonic()
-        response = httpx.get(f"{server.url}/api/bundles/demo/channels/stable?device=d1", timeout=30)
+        response = httpx.post(f"{server.url}/api/admin/bundles/demo/channels/stable/rollback",
+                              headers={"Authorization": f"Bearer {token}"}, timeout=30)
         waited.append((response.status_code, time.monotonic() - began))
 
-    requester = threading.Thread(target=channel_request)
+    requester = threading.Thread(target=rollback_request)
     try:
         requester.start()
         time.sleep(0.3)  # the request is now waiting on the lock
@@ -353,7 +372,7 @@ def test_a_locked_registry_does_not_stall_other_requests(start) -> None:
         lock.close()
     requester.join(30)
     control.close()
-    print(f"channel request {waited}; control worst {max(control.times):.3f}s over {len(control.times)} round trips")
+    print(f"rollback request {waited}; control worst {max(control.times):.3f}s over {len(control.times)} round trips")
     (status, seconds), = waited
-    assert status == 404 and seconds > 2.5  # it did wait for the lock the whole time...
+    assert status == 409 and seconds > 2.5  # it did wait for the lock the whole time (one release: nothing before it)...
     assert max(control.times) < 0.5, control.times  # ...and nobody else did

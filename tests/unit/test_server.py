@@ -1,10 +1,9 @@
 """`waystation serve` on 127.0.0.1: media types, cache lifetimes, cross-origin isolation."""
 
-import sqlite3
-from contextlib import closing
-
 import httpx
 import pytest
+
+from waystation.server.storage import Storage
 
 from test_sync_server import register
 
@@ -41,10 +40,15 @@ def test_unknown_path_is_404_with_isolation_headers(server):
     assert response.headers["cross-origin-embedder-policy"] == "require-corp"
 
 
-def test_server_state_lives_under_data(server):
-    """What the server keeps is in SQLite under --data: the site's bundles it published at start, an account made over HTTP."""
+def test_server_state_lives_under_data(server, storage_engine):
+    """What the server keeps is in its storage (SQLite files under --data, or the data folder's
+    PostgreSQL database): the site's bundles it published at start, an account made over HTTP."""
     user, _token = register(server)
-    with closing(sqlite3.connect(server.data / "sync.sqlite3")) as db:
+    storage = Storage.at(server.data)
+    assert storage.engine == storage_engine
+    if storage_engine == "sqlite":
+        assert (server.data / "sync.sqlite3").is_file() and (server.data / "registry.sqlite3").is_file()
+    with storage.database("sync").transaction() as db:
         assert db.execute("SELECT count(*) FROM sync_users WHERE name = ?", (user,)).fetchone() == (1,)
-    with closing(sqlite3.connect(server.data / "registry.sqlite3")) as db:
-        assert ("digits", "1.0.0") in db.execute("SELECT bundle, version FROM versions").fetchall()
+    with storage.database("registry").transaction() as db:
+        assert ("digits", "1.0.0") in [tuple(row) for row in db.execute("SELECT bundle, version FROM versions")]

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 __all__ = [
-    "DATABASE_ENV",
     "Connection",
     "Cursor",
+    "DATABASE_ENV",
     "Database",
     "Engine",
     "IntegrityError",
@@ -255,7 +255,10 @@ class PostgresDatabase(Database):
         # check= tests a connection before lending it: after a restart of PostgreSQL the pool
         # drops the dead ones instead of failing one request per stale connection.
         self.pool = ConnectionPool(url, min_size=1, max_size=max(1, pool_size), timeout=timeout,
-                                   kwargs={"autocommit": True}, check=ConnectionPool.check_connection,
+                                   # a lock waited for as long as SQLite's busy timeout, then Unavailable (503),
+                                   # so a stuck transaction elsewhere cannot hold a request's thread for ever
+                                   kwargs={"autocommit": True, "options": f"-c lock_timeout={_LOCK_TIMEOUT_MS}"},
+                                   check=ConnectionPool.check_connection,
                                    name="waystation", open=False)
         self.pool.open(wait=False)
 
@@ -280,6 +283,7 @@ class PostgresDatabase(Database):
         self.pool.close()
 
 
+_LOCK_TIMEOUT_MS = 10_000  # SqliteDatabase's default timeout, in milliseconds
 _MIGRATION_LOCK = 0x5761_7973  # any constant the other users of the database do not lock
 
 
