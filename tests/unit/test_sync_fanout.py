@@ -5,6 +5,7 @@ pycrdt replicas on different instances edit one document over real WebSockets.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import subprocess
 import sys
@@ -16,8 +17,9 @@ import pytest
 from pycrdt import Awareness, Doc, Text, create_awareness_message
 from redis_service import RedisServer, redis_server_binary
 
+from waystation.server.sync import fanout as fanout_module
 from waystation.server.sync.client import Client
-from waystation.server.sync.fanout import redact
+from waystation.server.sync.fanout import Fanout, redact
 from waystation.server.sync.protocol import encode_update
 from waystation.server.sync.rooms import Room
 
@@ -194,6 +196,51 @@ def test_pubsub_status_hides_the_password(redis: RedisServer, tmp_path: Path) ->
         assert other.fanout is not None and other.fanout.prefix == "waystation:sync:1:"
         async with lifespan(None):
             await until(lambda: (endpoint.pubsub_status() or {}).get("connected") is True)
+
+    asyncio.run(scenario())
+
+
+class _Recorder:
+    """A Listener that notes which rooms were told to catch up with the store."""
+
+    def __init__(self) -> None:
+        self.resynced: list[str] = []
+
+    def remote(self, room: str, kind: Any, payload: bytes) -> None:
+        pass
+
+    def subscribed(self, room: str) -> None:
+        self.resynced.append(room)
+
+
+def test_an_instance_that_goes_silent_makes_the_others_reload_their_rooms(redis: RedisServer,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """It may have died (SIGKILL) between committing an update and publishing it: the update is only
+    in the store. One that leaves saying so (a graceful shutdown, everything published) costs no reload."""
+    monkeypatch.setattr(fanout_module, "_PING_SECONDS", 0.2)
+    monkeypatch.setattr(fanout_module, "_SILENCE_SECONDS", 1.0)
+
+    async def scenario() -> None:
+        listener = _Recorder()
+        watcher = Fanout(redis.url, listener)
+        leaving, dying = Fanout(redis.url, _Recorder()), Fanout(redis.url, _Recorder())
+        for fanout in (watcher, leaving, dying):
+            fanout.start()
+        await watcher.subscribe("u/doc")
+        await until(lambda: len(watcher._peers) == 2)
+        listener.resynced.clear()  # the subscription's own confirmation
+        await leaving.close()  # says goodbye: forgotten, no reload
+        await until(lambda: len(watcher._peers) == 1)
+        await asyncio.sleep(1.5)
+        assert listener.resynced == []
+        for task in dying._tasks:  # dies: no goodbye, no more "alive"
+            task.cancel()
+        await until(lambda: listener.resynced == ["u/doc"])
+        assert watcher._peers == {}
+        await watcher.close()
+        with contextlib.suppress(Exception):
+            await dying._client.aclose()
+            await dying._publisher.aclose()
 
     asyncio.run(scenario())
 

@@ -13,7 +13,10 @@ room catches up from it (`Rooms.resync`) whenever a message may have been missed
   committed before it is in the store, what comes after it comes on the channel;
 - when a remote update arrives whose predecessors this copy lacks;
 - when another instance says so (a RESYNC message): an instance whose publishes may have been
-  lost (Redis down, its outbox over the bound) sends one per such room once it is connected again.
+  lost (Redis down, its outbox over the bound) sends one per such room once it is connected again;
+- when another instance goes silent: each instance says it is alive on the control channel every
+  `_PING_SECONDS`, and one not heard for `_SILENCE_SECONDS` may have died (SIGKILL, a crash, its
+  machine) between committing an update and publishing it, so every room held reloads once.
 
 Nothing awaits Redis on a room's behalf: `publish` queues and returns (a task sends the queue,
 pipelined), `subscribe` waits at most `_CONFIRM_SECONDS` for the confirmation and then lets the
@@ -52,6 +55,8 @@ _BACKOFF_SECONDS = (0.1, 5.0)  # first and longest wait between reconnects
 _CLOSE_SECONDS = 2.0  # how long shutdown waits for the outbox to drain
 _PING_SECONDS = 5.0  # a quiet subscription is pinged this often
 _SILENCE_SECONDS = 15.0  # with no answer for this long, the connection is dropped and made anew
+_ALIVE = b"A"  # on the control channel, then the instance's id: "I am alive"
+_BYE = b"B"  # ... "I am leaving, having published everything" (a graceful shutdown: no resync)
 _KINDS = frozenset(Relayed)  # a message of another kind (a newer instance's) is ignored
 
 
@@ -90,6 +95,7 @@ class Fanout:
         self._wake_subscriber = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._failures = 0  # consecutive, for the backoff and to log an outage once
+        self._peers: dict[bytes, float] = {}  # other instances heard on the control channel: when last
 
     def status(self) -> dict[str, Any]:
         """For the health endpoint: where (password hidden), and whether the subscription is up."""
@@ -98,13 +104,17 @@ class Fanout:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._read(), name="sync-fanout-read"),
                        asyncio.create_task(self._publish_loop(), name="sync-fanout-publish"),
-                       asyncio.create_task(self._reconcile(), name="sync-fanout-subscribe")]
+                       asyncio.create_task(self._reconcile(), name="sync-fanout-subscribe"),
+                       asyncio.create_task(self._say_alive(), name="sync-fanout-alive")]
 
     async def close(self) -> None:
         """Send what is queued (for at most `_CLOSE_SECONDS`), then disconnect."""
         deadline = asyncio.get_running_loop().time() + _CLOSE_SECONDS
         while self._outbox and self.connected and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
+        if self.connected and not self._outbox:
+            with suppress(Exception):
+                await asyncio.wait_for(self._publisher.publish(self.prefix + _CONTROL, _BYE + self.instance), 1.0)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -165,6 +175,7 @@ class Fanout:
                     elif now - heard > _PING_SECONDS and now - pinged > _PING_SECONDS:
                         await pubsub.ping()  # its answer comes as a message, read above
                         pinged = now
+                    self._forget_silent_peers(now)
             except Exception as exc:  # Redis's errors, and any other: reconnect, never stop reading
                 self._failed(exc)
             finally:
@@ -177,7 +188,13 @@ class Fanout:
     def _handle(self, message: dict[str, Any]) -> None:
         kind, channel = message["type"], message["channel"]
         room = channel.decode()[len(self.prefix):] if isinstance(channel, bytes) else ""
-        if kind == "message":
+        if kind == "message" and room == _CONTROL:
+            data = message["data"]
+            if data[:1] == _ALIVE and data[1:] != self.instance:
+                self._peers[data[1:]] = asyncio.get_running_loop().time()
+            elif data[:1] == _BYE:
+                self._peers.pop(data[1:], None)
+        elif kind == "message":
             data = message["data"]
             if len(data) > _ID_BYTES and data[1:1 + _ID_BYTES] != self.instance and data[0] in _KINDS:
                 self._tell(self.listener.remote, room, Relayed(data[0]), data[1 + _ID_BYTES:])
@@ -199,6 +216,7 @@ class Fanout:
         if self._failures:
             log.warning("sync fanout: connected to %s again; resyncing %d rooms", redact(self.url), len(self._wanted))
         self._failures = 0
+        self._peers.clear()  # heard again from now on: a silence while we were away says nothing
         self.connected = True
         self._wake_subscriber.set()  # every room held: subscribe, and each resyncs when confirmed
         self._ask_resyncs()  # the others may have missed what this instance took meanwhile
@@ -244,6 +262,25 @@ class Fanout:
                     await asyncio.sleep(self._backoff())
                 if self._dropped and self.connected:
                     self._ask_resyncs()
+
+    async def _say_alive(self) -> None:
+        while True:
+            if self.connected:
+                with suppress(Exception):  # a failure shows on the subscription too
+                    await self._publisher.publish(self.prefix + _CONTROL, _ALIVE + self.instance)
+            await asyncio.sleep(_PING_SECONDS)
+
+    def _forget_silent_peers(self, now: float) -> None:
+        """An instance not heard for `_SILENCE_SECONDS` may have died with an update committed and
+        not yet published: every room held reloads from the store once."""
+        silent = [peer for peer, heard in self._peers.items() if now - heard > _SILENCE_SECONDS]
+        if not silent:
+            return
+        for peer in silent:
+            del self._peers[peer]
+        log.warning("sync fanout: %d instance(s) went silent; resyncing %d rooms", len(silent), len(self._wanted))
+        for room in sorted(self._wanted):
+            self._tell(self.listener.subscribed, room)
 
     def _ask_resyncs(self) -> None:
         """Tell the other instances to reload the rooms whose updates they may have missed."""
