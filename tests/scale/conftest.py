@@ -7,9 +7,7 @@ Redis: every part a real process on 127.0.0.1, started by the fixtures here.
         cluster.instances[0].url            # one instance directly
 
 Each instance has a data folder of its own and the same WAYSTATION_DATABASE and
-WAYSTATION_PUBSUB, as on separate machines. While some store still writes files under --data
-(the move onto storage.py is under way), the instances share one data folder instead, so the
-tests still run; `Cluster.shared_folder` says which it is.
+WAYSTATION_PUBSUB, as on separate machines: nothing under --data is the only copy of anything.
 """
 
 from __future__ import annotations
@@ -48,22 +46,17 @@ _users = itertools.count()
 
 
 def _start_redis(folder: Path) -> Any:
-    """tests/redis_service.py's throw-away Redis (the pub/sub's own tests use it), else this folder's."""
-    try:
-        from redis_service import RedisServer  # type: ignore[import-not-found]
-    except ImportError:
-        from redis_local import RedisServer
+    """tests/redis_service.py's throw-away Redis (the pub/sub's own tests use it)."""
+    from redis_service import RedisServer
 
-        return RedisServer(folder).start()
     return RedisServer().start()
 
 
 class Cluster:
     """N instances, their database and Redis, and HAProxy in front."""
 
-    def __init__(self, site: Path, root: Path, postgres: PostgresCluster, size: int, env: dict[str, str],
-                 shared_folder: bool) -> None:
-        self.site, self.root, self.postgres, self.shared_folder = site, root, postgres, shared_folder
+    def __init__(self, site: Path, root: Path, postgres: PostgresCluster, size: int, env: dict[str, str]) -> None:
+        self.site, self.root, self.postgres = site, root, postgres
         self.database_url = postgres.new_database()
         self.redis: Any = None
         self.lb: HAProxy | None = None
@@ -80,16 +73,13 @@ class Cluster:
         root.mkdir(parents=True, exist_ok=True)
         for i in range(size):
             instance = Server(site, self.folder_of(i), **self.env)
-            instance.stderr_path = root / f"w{i + 1}.stderr"  # apart even when the folder is shared
+            instance.stderr_path = root / f"w{i + 1}.stderr"
             self.instances.append(instance)
             instance.start()
-        # Until app.py serves waystation.server.health's routes, HAProxy checks /api/health.
-        self.health_wired = httpx.get(f"{self.instances[0].url}/api/health/ready", timeout=5).status_code == 200
-        self.lb = HAProxy([f"127.0.0.1:{s.port}" for s in self.instances], root / "haproxy",
-                          check_path=None if self.health_wired else "/api/health").start()
+        self.lb = HAProxy([f"127.0.0.1:{s.port}" for s in self.instances], root / "haproxy").start()
 
     def folder_of(self, i: int) -> Path:
-        return self.root / ("data" if self.shared_folder else f"data{i + 1}")
+        return self.root / f"data{i + 1}"
 
     def name_of(self, instance: Server) -> str:
         return self.lb.name_of(f"127.0.0.1:{instance.port}")
@@ -100,20 +90,6 @@ class Cluster:
     def health(self, instance: Server) -> tuple[int, dict[str, Any]]:
         response = httpx.get(f"{instance.url}/api/health", timeout=10)
         return response.status_code, response.json()
-
-    @property
-    def pubsub_landed(self) -> bool:
-        """Whether the instances fan rooms out through Redis: their health reports a pub/sub (or,
-        before health is wired into the app, the sync endpoint has one to report)."""
-        if self.health_wired:
-            return self.health(self.instances[0])[1].get("pubsub") is not None
-        from waystation.server.sync.endpoint import SyncEndpoint
-
-        return hasattr(SyncEndpoint, "pubsub_status")
-
-    def need_health_wiring(self) -> None:
-        if not self.health_wired:
-            pytest.skip("app.py does not serve /api/health/ready and the draining state yet (waystation.server.health)")
 
     def register(self, user: str | None = None) -> tuple[str, str]:
         user = user or f"u{os.getpid()}x{next(_users)}"
@@ -146,27 +122,12 @@ def postgres() -> Iterator[PostgresCluster]:
         yield cluster
 
 
-@pytest.fixture(scope="session")
-def state_in_database(site: Path, postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -> bool:
-    """Whether an instance given WAYSTATION_DATABASE keeps nothing in SQLite files under its
-    --data folder (every store moved onto storage.py)."""
-    data = tmp_path_factory.mktemp("probe") / "data"
-    server = Server(site, data, **{**INSTANCE_ENV, "WAYSTATION_DATABASE": postgres.new_database()}).start()
-    try:
-        httpx.post(f"{server.url}/api/sync/register", json={"user": "probe", "password": PASSWORD}, timeout=30)
-    finally:
-        server.stop()
-    return not list(data.glob("*.sqlite3"))
-
-
 @pytest.fixture
-def make_cluster(site: Path, postgres: PostgresCluster, state_in_database: bool,
-                 tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
+def make_cluster(site: Path, postgres: PostgresCluster, tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
     made: list[Cluster] = []
 
     def make(size: int = 2, **env: str) -> Cluster:
-        made.append(Cluster(site, tmp_path / f"cluster{len(made)}", postgres, size, env,
-                            shared_folder=not state_in_database))
+        made.append(Cluster(site, tmp_path / f"cluster{len(made)}", postgres, size, env))
         return made[-1]
 
     yield make

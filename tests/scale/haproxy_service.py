@@ -25,14 +25,10 @@ __all__ = ["TEMPLATE", "HAProxy", "render"]
 TEMPLATE = ROOT / "deploy" / "haproxy.cfg"
 
 
-def render(bind: str, servers: dict[str, str], stats_socket: Path, template: Path = TEMPLATE,
-           check_path: str | None = None) -> str:
-    """The template with its placeholders filled: `servers` maps a name to host:port;
-    `check_path` replaces the health check's path (for servers that lack /api/health/ready)."""
+def render(bind: str, servers: dict[str, str], stats_socket: Path, template: Path = TEMPLATE) -> str:
+    """The template with its placeholders filled: `servers` maps a name to host:port."""
     lines = "\n".join(f"    server {name} {address} check" for name, address in servers.items())
     text = template.read_text()
-    if check_path is not None:
-        text = text.replace("uri /api/health/ready", f"uri {check_path}")
     for key, value in {"{{BIND}}": bind, "{{STATS_SOCKET}}": str(stats_socket), "{{SERVERS}}": lines}.items():
         assert key in text, f"{template} has no {key}"
         text = text.replace(key, value)
@@ -40,14 +36,14 @@ def render(bind: str, servers: dict[str, str], stats_socket: Path, template: Pat
 
 
 class HAProxy:
-    def __init__(self, servers: list[str], folder: Path, check_path: str | None = None) -> None:
+    def __init__(self, servers: list[str], folder: Path) -> None:
         binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
         if not Path(binary).exists():
             raise RuntimeError("haproxy is not installed: `make services` installs Debian's")
         self.binary = binary
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.folder, self.check_path = folder, check_path
+        self.folder = folder
         self.names = {f"w{i + 1}": address for i, address in enumerate(servers)}
         self.socket = folder / "haproxy.sock"
         self.config = folder / "haproxy.cfg"
@@ -56,8 +52,7 @@ class HAProxy:
 
     def start(self) -> HAProxy:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(render(f"127.0.0.1:{self.port}", self.names, self.socket,
-                                      check_path=self.check_path))
+        self.config.write_text(render(f"127.0.0.1:{self.port}", self.names, self.socket))
         check = subprocess.run([self.binary, "-c", "-f", str(self.config)], capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
         with self.log.open("wb") as log:

@@ -57,7 +57,7 @@ def test_a_bundle_published_once_is_served_alike_by_every_instance(make_cluster,
     cluster = make_cluster(3)
     # The command line writes to the database, not to any instance: its --data folder is its own
     # (or, while some state still lives in files, the folder the instances share).
-    data = cluster.folder_of(0) if cluster.shared_folder else tmp_path / "cli-data"
+    data = tmp_path / "cli-data"  # the command line's own folder: the state is the database's
     env = {"WAYSTATION_DATABASE": cluster.database_url}
     first, second = tiny_builds
     waystation("bundle", "publish", first, "--channel", "stable", "--data", data, **env)
@@ -87,9 +87,6 @@ def _register(url: str, user: str) -> int:
 
 def test_a_database_restart_under_load_is_reported_refused_cleanly_and_recovered_from(make_cluster, postgres) -> None:
     cluster: Cluster = make_cluster(2)
-    if cluster.shared_folder:
-        pytest.skip("some server state is still in SQLite files under --data, not in PostgreSQL")
-    cluster.need_health_wiring()
     user, token = cluster.register()
     room = f"{user}/through-outage"
     outcomes: dict[str, int] = {}  # registrations made all along: user -> status
@@ -165,3 +162,15 @@ def test_a_database_restart_under_load_is_reported_refused_cleanly_and_recovered
     for name in [n for n, s in outcomes.items() if s == 201][-5:]:
         login = httpx.post(f"{cluster.lb.url}/api/sync/login", json={"user": name, "password": PASSWORD}, timeout=30)
         assert login.status_code == 200, login.text
+
+
+def test_an_instance_keeps_no_state_of_its_own_under_data(make_cluster) -> None:
+    """Every store is in the shared database: an instance's --data holds caches at most, so losing
+    a machine loses nothing, and a new instance starts from an empty folder."""
+    cluster: Cluster = make_cluster(2)
+    _user, token = cluster.register()
+    for instance in cluster.instances:  # each one writes: the account's token renewed
+        assert httpx.post(f"{instance.url}/api/sync/renew", headers={"Authorization": f"Bearer {token}"},
+                          timeout=30).status_code == 200
+    for i in range(len(cluster.instances)):
+        assert list(cluster.folder_of(i).glob("*.sqlite3*")) == [], cluster.folder_of(i)

@@ -81,6 +81,9 @@ def sync_endpoint(data: str | Path | Storage, config: ServerConfig | None = None
         fanout = Fanout(pubsub, rooms)
         rooms.relay = fanout
     endpoint = SyncEndpoint(Accounts(data, token_hours=config.token_hours), rooms, config, fanout=fanout)
+    if fanout is not None:  # a logout here closes the token's sockets on every instance
+        endpoint.sessions.relay = fanout.publish_sessions
+        fanout.on_sessions = endpoint.sessions.apply_relayed
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:

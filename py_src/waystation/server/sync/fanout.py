@@ -27,9 +27,11 @@ local rooms go on serving their clients, and the connection is retried with back
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 from collections import deque
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -57,6 +59,7 @@ _PING_SECONDS = 5.0  # a quiet subscription is pinged this often
 _SILENCE_SECONDS = 15.0  # with no answer for this long, the connection is dropped and made anew
 _ALIVE = b"A"  # on the control channel, then the instance's id: "I am alive"
 _BYE = b"B"  # ... "I am leaving, having published everything" (a graceful shutdown: no resync)
+_SESSIONS = b"S"  # ..., then a token revoked or moved here, as JSON (sync.sessions), for the others' sockets
 _KINDS = frozenset(Relayed)  # a message of another kind (a newer instance's) is ignored
 
 
@@ -96,6 +99,7 @@ class Fanout:
         self._tasks: list[asyncio.Task[None]] = []
         self._failures = 0  # consecutive, for the backoff and to log an outage once
         self._peers: dict[bytes, float] = {}  # other instances heard on the control channel: when last
+        self.on_sessions: Callable[[dict[str, Any]], None] | None = None  # another instance's revocation
 
     def status(self) -> dict[str, Any]:
         """For the health endpoint: where (password hidden), and whether the subscription is up."""
@@ -141,6 +145,16 @@ class Fanout:
         self._wanted.discard(room)
         self._confirms.pop(room, None)
         self._wake_subscriber.set()
+
+    def publish_sessions(self, change: dict[str, Any]) -> None:
+        """Tell the other instances of a token revoked or moved here. Lost while Redis is down:
+        their sockets of it then close when the token expires, or at their next check."""
+        if not self.connected:
+            return
+        message = _SESSIONS + self.instance + json.dumps(change, separators=(",", ":")).encode()
+        self._outbox.append((self.prefix + _CONTROL, message))
+        self._outbox_bytes += len(message)
+        self._wake_publisher.set()
 
     def publish(self, room: str, kind: Relayed, payload: bytes) -> None:
         """Queue a message for the other instances' copies of `room`; never blocks."""
@@ -194,6 +208,9 @@ class Fanout:
                 self._peers[data[1:]] = asyncio.get_running_loop().time()
             elif data[:1] == _BYE:
                 self._peers.pop(data[1:], None)
+            elif data[:1] == _SESSIONS and data[1:1 + _ID_BYTES] != self.instance and self.on_sessions is not None:
+                on_sessions = self.on_sessions
+                self._tell(lambda raw: on_sessions(json.loads(raw)), data[1 + _ID_BYTES:])
         elif kind == "message":
             data = message["data"]
             if len(data) > _ID_BYTES and data[1:1 + _ID_BYTES] != self.instance and data[0] in _KINDS:

@@ -10,13 +10,19 @@ for `sockets_per_user`.
     if not sessions.admit(session, client): ...     # the user has too many sockets: close 4429
     sessions.revoke(digest)                          # its sockets close with 4401
     sessions.remove(client)                          # when the socket ends
+
+With several instances, a token's sockets may be open on any of them: each revocation and move
+made here is also handed to `relay` (sync.fanout publishes it), and the other instances apply it
+with `apply_relayed`, so a logout closes the token's sockets everywhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .auth import Session
 from .client import UNAUTHORIZED, Client
@@ -42,6 +48,7 @@ class Sessions:
         self._tokens: dict[bytes, _Token] = {}
         self._per_user: dict[str, int] = {}
         self._token_of: dict[Client, bytes] = {}
+        self.relay: Callable[[dict[str, Any]], None] | None = None  # to the other instances' Sessions
 
     def count(self, user: str) -> int:
         return self._per_user.get(user, 0)
@@ -71,8 +78,28 @@ class Sessions:
         if not entry.clients:
             self._drop(digest)
 
+    def apply_relayed(self, change: dict[str, Any]) -> None:
+        """A revocation or move another instance made (`relay`'s message), applied here, not relayed again."""
+        relay, self.relay = self.relay, None
+        try:
+            if "revoke" in change:
+                self.revoke(bytes.fromhex(change["revoke"]))
+            elif "revoke_user" in change:
+                keep = change.get("keep")
+                self.revoke_user(str(change["revoke_user"]), keep=bytes.fromhex(keep) if keep else None)
+            elif "move" in change:
+                self.move(bytes.fromhex(change["move"]),
+                          Session(str(change["user"]), bytes.fromhex(change["digest"]), float(change["expires_at"])))
+        finally:
+            self.relay = relay
+
+    def _relay(self, change: dict[str, Any]) -> None:
+        if self.relay is not None:
+            self.relay(change)
+
     def revoke(self, digest: bytes) -> None:
         """Close the sockets opened with this token (4401)."""
+        self._relay({"revoke": digest.hex()})
         self.generation += 1
         entry = self._tokens.get(digest)
         for client in list(entry.clients if entry else ()):
@@ -80,6 +107,7 @@ class Sessions:
 
     def revoke_user(self, user: str, *, keep: bytes | None = None) -> None:
         """Close every socket of `user` (4401), except those opened with the token `keep`."""
+        self._relay({"revoke_user": user, "keep": keep.hex() if keep is not None else None})
         self.generation += 1
         for digest, entry in list(self._tokens.items()):
             if entry.user == user and digest != keep:
@@ -88,6 +116,7 @@ class Sessions:
 
     def move(self, old: bytes, new: Session) -> None:
         """A renewed token: the sockets opened with `old` now live as long as `new`."""
+        self._relay({"move": old.hex(), "user": new.user, "digest": new.digest.hex(), "expires_at": new.expires_at})
         entry = self._tokens.pop(old, None)
         if entry is None:
             return
