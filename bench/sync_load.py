@@ -55,8 +55,9 @@ from pycrdt import Doc, Map, MapEvent, create_sync_message, create_update_messag
 ROOT = Path(__file__).resolve().parents[1]
 CONNECT_SECONDS = 60.0
 # Instances' settings: one user holds every client here, and a user's sockets share one pace:
-# raised so that it never binds (its buckets are still counted per message), as for many users.
-LOAD_ENV = {"WAYSTATION_SOCKETS_PER_USER": "10000", "WAYSTATION_MESSAGES_PER_SECOND": "1000000",
+# raised so that it never binds (its buckets are still counted per message), as for many users;
+# and more than the default 2,000 connections, for one instance holding every client.
+LOAD_ENV = {"WAYSTATION_MAX_CONNECTIONS": "10000", "WAYSTATION_SOCKETS_PER_USER": "10000", "WAYSTATION_MESSAGES_PER_SECOND": "1000000",
             "WAYSTATION_BYTES_PER_SECOND": "1e12", "WAYSTATION_LOGIN_PER_MINUTE_PER_ADDRESS": "100000"}
 
 
@@ -433,6 +434,10 @@ def measure(n: int, args: argparse.Namespace, code: Path, cluster: int = 0) -> R
         try:
             user, token = register(server)
             return run_scenario(server, token, user, n, args)
+        except Exception:
+            for log in sorted(Path(tmp).glob("*.log")):  # what the servers said, before the folder goes
+                print(f"--- {log.name}:\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
+            raise
         finally:
             server.stop()
 

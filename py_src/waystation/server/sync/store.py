@@ -209,9 +209,10 @@ class UpdateStore:
     # --- on the worker thread ---
 
     def _connect(self) -> None:
-        # per_thread: every call runs on this one thread, which keeps its SQLite connection open
+        # dedicated: every call runs on this one thread, which keeps its connection open (SQLite's, or
+        # PostgreSQL's outside the pool)
         self._db = self.storage.database(STORE, MIGRATIONS, synchronous="FULL" if self.durable_sync else "NORMAL",
-                                         per_thread=True, timeout=5.0)
+                                         dedicated=True, timeout=5.0)
 
     def _disconnect(self) -> None:
         db, self._db = self._db, None
