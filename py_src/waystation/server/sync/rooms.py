@@ -215,7 +215,7 @@ class Room:
         would only leave this copy behind the store."""
         document = self.document
         held = len(document.held)
-        before = self.doc.get_state()
+        before = self.doc.get_state() if held else b""  # only needed when held updates may come free
         try:
             document.add(update)
         except ValueError:
