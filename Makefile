@@ -15,7 +15,7 @@ run: setup
 	$(PY) models/picks/publish_items.py --data $(DATA)
 	$(VENV)/bin/waystation serve --host $(HOST) --port $(PORT) --data $(DATA)
 
-test: setup chromium lint
+test: setup chromium services lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # ruff and mypy, as configured in pyproject.toml: seconds, so they run before every test run.
@@ -64,6 +64,7 @@ services:
 	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	  command -v redis-server >/dev/null 2>&1 || test -x /usr/bin/redis-server || missing="$$missing redis-server"; \
 	  command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \
+	  test -x /usr/sbin/nginx || missing="$$missing nginx"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing Debian's$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
