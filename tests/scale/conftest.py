@@ -23,6 +23,7 @@ import httpx
 import pytest
 from haproxy_service import HAProxy
 from postgres_service import PostgresCluster
+from redis_service import RedisServer
 
 from server_process import Server
 
@@ -45,13 +46,6 @@ INSTANCE_ENV = {
 _users = itertools.count()
 
 
-def _start_redis(folder: Path) -> Any:
-    """tests/redis_service.py's throw-away Redis (the pub/sub's own tests use it)."""
-    from redis_service import RedisServer
-
-    return RedisServer().start()
-
-
 class Cluster:
     """N instances, their database and Redis, and HAProxy in front."""
 
@@ -68,7 +62,7 @@ class Cluster:
             raise
 
     def _start(self, site: Path, root: Path, size: int, env: dict[str, str]) -> None:
-        self.redis = _start_redis(root / "redis")
+        self.redis = RedisServer().start()
         self.env = {**INSTANCE_ENV, "WAYSTATION_DATABASE": self.database_url, "WAYSTATION_PUBSUB": self.redis.url, **env}
         root.mkdir(parents=True, exist_ok=True)
         for i in range(size):
@@ -104,7 +98,7 @@ class Cluster:
             with contextlib.suppress(Exception):
                 instance.stop()
         if self.redis is not None:
-            (getattr(self.redis, "close", None) or self.redis.stop)()
+            self.redis.close()
 
 
 @pytest.fixture(scope="session")

@@ -17,9 +17,10 @@ import pytest
 from pycrdt import Awareness, Doc, Text, create_awareness_message
 from redis_service import RedisServer, redis_server_binary
 
+from waystation.server._urls import redacted as redact
 from waystation.server.sync import fanout as fanout_module
 from waystation.server.sync.client import Client
-from waystation.server.sync.fanout import Fanout, redact
+from waystation.server.sync.fanout import Fanout
 from waystation.server.sync.protocol import encode_update
 from waystation.server.sync.rooms import Room
 

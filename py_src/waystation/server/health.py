@@ -34,6 +34,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .. import __version__
+from ._urls import redacted
 
 __all__ = ["DatabaseCheck", "Drain", "health_routes"]
 
@@ -134,14 +135,5 @@ def _pubsub(pubsub_status: Callable[[], Mapping[str, Any] | None] | None) -> dic
         return None
     status = dict(found)
     if isinstance(status.get("url"), str):
-        status["url"] = _redacted(status["url"])
+        status["url"] = redacted(status["url"])
     return status
-
-
-def _redacted(url: str) -> str:
-    """`url` without a password: a health answer is not a place for secrets."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at or ":" not in credentials:
-        return url
-    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"

@@ -33,6 +33,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from ._urls import redacted
+
 __all__ = [
     "Connection",
     "Cursor",
@@ -377,7 +379,7 @@ class Storage:
             return data
         url = url or default_url(Path(data)) or None
         if url is not None and not url.startswith(("postgresql://", "postgres://")):
-            raise StorageError(f"{DATABASE_ENV}/--database {_redacted(url)!r} is not a postgresql:// URL "
+            raise StorageError(f"{DATABASE_ENV}/--database {redacted(url)!r} is not a postgresql:// URL "
                                "(leave it unset for SQLite files under --data)")
         return cls(Path(data), url)
 
@@ -401,7 +403,7 @@ class Storage:
 
     def describe(self) -> str:
         """Where the state lives, for logs and health: never the URL's password."""
-        return f"postgresql {_redacted(self.url)}" if self.url else f"sqlite {self.data}"
+        return f"postgresql {redacted(self.url)}" if self.url else f"sqlite {self.data}"
 
 
 def _url_from_environment(data: Path) -> str | None:
@@ -434,18 +436,6 @@ def close_all(url: str | None = None) -> None:
     with _pools_lock:
         for key in [key for key in _pools if url is None or key == url]:
             _pools.pop(key).close_pool()
-
-
-def _redacted(url: str | None) -> str:
-    """`url` without its password."""
-    if not url:
-        return ""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}" if ":" in credentials else url
 
 
 def _translated(exc: BaseException) -> BaseException:

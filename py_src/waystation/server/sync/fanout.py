@@ -34,16 +34,16 @@ from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from .._urls import redacted
 from .rooms import Relayed
 
-__all__ = ["Fanout", "Listener", "redact"]
+__all__ = ["Fanout", "Listener"]
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class Fanout:
 
     def status(self) -> dict[str, Any]:
         """For the health endpoint: where (password hidden), and whether the subscription is up."""
-        return {"url": redact(self.url), "connected": self.connected}
+        return {"url": redacted(self.url), "connected": self.connected}
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._read(), name="sync-fanout-read"),
@@ -231,7 +231,7 @@ class Fanout:
 
     def _connected(self) -> None:
         if self._failures:
-            log.warning("sync fanout: connected to %s again; resyncing %d rooms", redact(self.url), len(self._wanted))
+            log.warning("sync fanout: connected to %s again; resyncing %d rooms", redacted(self.url), len(self._wanted))
         self._failures = 0
         self._peers.clear()  # heard again from now on: a silence while we were away says nothing
         self.connected = True
@@ -308,21 +308,9 @@ class Fanout:
     def _failed(self, exc: BaseException) -> None:
         if self._failures == 0:
             log.warning("sync fanout: Redis at %s failed (%s: %s); rooms keep serving their own clients, "
-                        "and resync from the store once it is back", redact(self.url), type(exc).__name__, exc)
+                        "and resync from the store once it is back", redacted(self.url), type(exc).__name__, exc)
         self._failures += 1
 
     def _backoff(self) -> float:
         first, longest = _BACKOFF_SECONDS
         return float(min(longest, first * 2 ** min(self._failures, 16)))
-
-
-def redact(url: str) -> str:
-    """`url` without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
